@@ -1,0 +1,42 @@
+# Thin verbs; the logic lives in Python (`python -m migration ...`), not here.
+PYTHON_VERSION := $(shell cat .python-version)
+VENV           := .venv
+PY             := $(VENV)/bin/python
+STAMP          := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+export PATH    := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup run stop test lint deploy pins bench
+
+# A venv on the Python .python-version names (pyenv, python3.12 or uv's managed Python).
+setup: $(STAMP)
+$(STAMP): requirements.txt requirements-dev.txt .python-version
+	@py=$$(command -v python$(PYTHON_VERSION) || command -v python3); \
+	  $$py -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(PYTHON_VERSION)" else "need Python $(PYTHON_VERSION), found " + v + " at " + sys.executable)' \
+	  && $$py -m venv --clear $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# The main job on the embedded default: local Prefect server + worker, deploy prefect.yaml,
+# one ad-hoc run on target=local; exits non-zero unless the run Completed.
+run: setup
+	$(PY) -m migration local run
+
+stop:
+	@if [ -x $(PY) ]; then $(PY) -m migration local stop; else echo "nothing was started"; fi
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: setup lint
+	$(PY) -m pytest
+
+# Deploy prefect.yaml to whatever PREFECT_API_URL points at (the work pool must exist).
+deploy: setup
+	$(PY) -m prefect --no-prompt deploy --all
+
+# Regenerate the pinned requirements from requirements*.in.
+pins: setup
+	$(PY) -m uv pip compile requirements.in --python-version $(PYTHON_VERSION) --no-header -q -o requirements.txt
+	$(PY) -m uv pip compile requirements-dev.in --python-version $(PYTHON_VERSION) --no-header -q -o requirements-dev.txt

@@ -1,0 +1,201 @@
+"""Flow parameters -> a validated dbt argv list.
+
+Pure functions only: everything here is checked before dbt (or the warehouse) is touched, and
+the result is a list of arguments handed to dbt's Python API, never a shell string.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+class DbtCommand(str, Enum):
+    """The dbt commands an operator may start from Prefect."""
+
+    build = "build"
+    """Seeds, models, snapshots and tests in DAG order (what the schedules run)."""
+    run = "run"
+    """Models only."""
+    test = "test"
+    """Data and unit tests only."""
+    seed = "seed"
+    """Load the CSV seeds (the raw layer)."""
+    snapshot = "snapshot"
+    """Capture slowly changing dimensions."""
+    source_freshness = "source freshness"
+    """Check how fresh the raw sources are."""
+    docs_generate = "docs generate"
+    """Build the documentation catalog."""
+
+
+class Target(str, Enum):
+    """The profiles.yml targets: the one list of environments the deployment can build."""
+
+    dev = "dev"
+    """Snowflake, development database and credentials (least privilege)."""
+    prod = "prod"
+    """Snowflake, production database and credentials."""
+    local = "local"
+    """DuckDB file on the worker: the embedded default for workstations and tests."""
+
+
+class InvalidParameter(ValueError):
+    """A flow parameter that cannot become a dbt invocation; the message names the parameter."""
+
+
+MAX_VARS_BYTES = 64 * 1024
+# What dbt's node selection syntax uses (methods, graph operators, wildcards, intersections).
+_SELECTOR = re.compile(r"^[A-Za-z0-9_.:+*/@,=#?\[\]-]+$")
+
+
+@dataclass(frozen=True)
+class DbtInvocation:
+    """A validated dbt call: the argv list and what an operator wants to read about it."""
+
+    command: DbtCommand
+    target: Target
+    args: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"dbt {' '.join(self.args)}"
+
+
+def _command_params(command: DbtCommand) -> set[str]:
+    """The option names dbt itself accepts for `command` (read from dbt's CLI, not copied)."""
+    from dbt.cli.main import cli
+
+    words = command.value.split()
+    click_command: Any = cli.commands[words[0]]
+    for word in words[1:]:
+        click_command = click_command.commands[word]
+    return {param.name for param in click_command.params if param.name}
+
+
+def _clean_text(name: str, value: str) -> str:
+    if any(unicodedata.category(ch)[0] == "C" for ch in value):
+        raise InvalidParameter(f"parameter {name!r}: contains control characters: {value!r}")
+    return value
+
+
+def selectors(name: str, values: Sequence[str] | str | None) -> list[str]:
+    """Validate `select`/`exclude`: dbt selectors, each passed to dbt as data, never as a flag.
+
+    A single string or an element holding several space-separated selectors (what people type
+    into a form) is split like dbt splits `--select "a b"`.
+    """
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, Sequence):
+        raise InvalidParameter(f"parameter {name!r}: expected a list of dbt selectors")
+    out: list[str] = []
+    for raw in values:
+        if not isinstance(raw, str):
+            raise InvalidParameter(f"parameter {name!r}: {raw!r} is not a string")
+        parts = _clean_text(name, raw).split()
+        if not parts:
+            raise InvalidParameter(f"parameter {name!r}: empty selector; remove it or name nodes")
+        for part in parts:
+            if part.startswith("-") or not _SELECTOR.match(part):
+                raise InvalidParameter(
+                    f"parameter {name!r}: {part!r} is not a dbt selector (use node names, "
+                    "tag:x, path:x, source:x, +/@ graph operators; no leading '-', no shell "
+                    "characters)"
+                )
+            out.append(part)
+    return out
+
+
+def dbt_vars(values: Mapping[str, Any] | str | None) -> str | None:
+    """Validate `vars` (a mapping of dbt project variables) and render it as dbt's --vars JSON."""
+    if values is None or values == "" or values == {}:
+        return None
+    if isinstance(values, str):
+        try:
+            values = json.loads(values)
+        except json.JSONDecodeError as exc:
+            raise InvalidParameter(f"parameter 'vars': not JSON: {exc}") from None
+    if not isinstance(values, Mapping):
+        raise InvalidParameter(
+            "parameter 'vars': must be a mapping like {\"reporting_currency\": \"USD\"}, "
+            f"got {type(values).__name__}"
+        )
+    rendered = json.dumps(dict(values), sort_keys=True, ensure_ascii=False)
+    if len(rendered.encode()) > MAX_VARS_BYTES:
+        raise InvalidParameter(
+            f"parameter 'vars': {len(rendered.encode())} bytes, more than {MAX_VARS_BYTES}"
+        )
+    for key in values:
+        _clean_text("vars", str(key))
+    return rendered
+
+
+def state_dir(state: str | None) -> Path | None:
+    """Validate `state`: a directory holding a dbt manifest.json to compare or defer against."""
+    if not state:
+        return None
+    path = Path(_clean_text("state", state)).expanduser()
+    if not (path / "manifest.json").is_file():
+        raise InvalidParameter(
+            f"parameter 'state': {state!r} is not a directory with a dbt manifest.json"
+        )
+    return path
+
+
+def build_invocation(
+    command: DbtCommand | str,
+    target: Target | str,
+    select: Sequence[str] | str | None = None,
+    exclude: Sequence[str] | str | None = None,
+    vars: Mapping[str, Any] | str | None = None,  # noqa: A002 - dbt's own name for it
+    full_refresh: bool = False,
+    state: str | None = None,
+) -> DbtInvocation:
+    """Turn flow parameters into dbt arguments, refusing flags the command does not take."""
+    try:
+        command = DbtCommand(command)
+    except ValueError:
+        allowed = ", ".join(c.value for c in DbtCommand)
+        raise InvalidParameter(f"parameter 'command': {command!r} is not one of: {allowed}") from None
+    try:
+        target = Target(target)
+    except ValueError:
+        allowed = ", ".join(t.value for t in Target)
+        raise InvalidParameter(f"parameter 'target': {target!r} is not one of: {allowed}") from None
+
+    supported = _command_params(command)
+    args: list[str] = [*command.value.split(), "--target", target.value]
+
+    def require(param: str, flag: str) -> None:
+        if param not in supported:
+            raise InvalidParameter(
+                f"parameter {flag!r}: `dbt {command.value}` has no --{flag.replace('_', '-')} "
+                "option; clear it or pick another command"
+            )
+
+    for name, values in (("select", select), ("exclude", exclude)):
+        chosen = selectors(name, values)
+        if chosen:
+            require(name, name)
+            args += [f"--{name}", *chosen]
+    rendered_vars = dbt_vars(vars)
+    if rendered_vars is not None:
+        require("vars", "vars")
+        args += ["--vars", rendered_vars]
+    if full_refresh:
+        require("full_refresh", "full_refresh")
+        args.append("--full-refresh")
+    state_path = state_dir(state)
+    if state_path is not None:
+        require("state", "state")
+        args += ["--state", str(state_path)]
+    return DbtInvocation(command=command, target=target, args=tuple(args))

@@ -1,0 +1,271 @@
+"""The local stand-in for Prefect Cloud: a Prefect server (SQLite) and a process worker.
+
+`make run` = `python -m migration local run`: start (or reuse) the server on 127.0.0.1, create
+the work pool prefect.yaml names, `prefect --no-prompt deploy --all` from the real prefect.yaml,
+start a worker, trigger an ad-hoc run, stream its logs and report the final state.
+`make stop` = `python -m migration local stop`: stop what was started, by PID.
+Everything lives under `.local/` (gitignored); the tests use the same class with their own home.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migration.project import REPO_ROOT, deployment_full_name, work_pool_name
+from migration.source import REPOSITORY_ENV
+
+DEFAULT_HOME = REPO_ROOT / ".local"
+DEFAULT_PORT = 4200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalStack:
+    """A Prefect server + process worker rooted at `home`, talking only over loopback."""
+
+    home: Path = DEFAULT_HOME
+    port: int = DEFAULT_PORT
+    repository: Path = REPO_ROOT
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def warehouse(self) -> Path:
+        """The DuckDB file of target `local`: outside any run's working dir, so it persists."""
+        return self.home / "warehouse" / "williamgrant.duckdb"
+
+    def env(self) -> dict[str, str]:
+        """Environment for every Prefect command, worker and flow run of this stack."""
+        env = dict(os.environ)
+        env.update(
+            PREFECT_HOME=str(self.home / "prefect"),
+            PREFECT_API_URL=self.api_url,
+            PREFECT_SERVER_API_HOST="127.0.0.1",
+            PREFECT_SERVER_API_PORT=str(self.port),
+            PREFECT_UI_URL=self.ui_url,
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            DO_NOT_TRACK="1",
+            DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+            WG_DUCKDB_PATH=str(self.warehouse),
+            **{REPOSITORY_ENV: self.repository.resolve().as_uri()},
+        )
+        # The venv's bin first, so build steps' `python` and the worker's `prefect` are ours.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env.update(self.extra_env)
+        return env
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _pid_file(self, name: str) -> Path:
+        return self.home / "pids" / f"{name}.pid"
+
+    def _running_pid(self, name: str) -> int | None:
+        path = self._pid_file(name)
+        if not path.exists():
+            return None
+        pid = int(path.read_text().strip() or 0)
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            path.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def _spawn(self, name: str, argv: list[str]) -> int:
+        (self.home / "pids").mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        log = open(self.home / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - child owns it
+        proc = subprocess.Popen(
+            argv,
+            env=self.env(),
+            cwd=self.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stop() ends children too
+        )
+        self._pid_file(name).write_text(str(proc.pid))
+        return proc.pid
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def start_server(self, timeout: float = 120) -> None:
+        if self._running_pid("server") and self.healthy():
+            return
+        if self.healthy():
+            raise RuntimeError(
+                f"something else already serves {self.api_url}; stop it or set WG_PREFECT_PORT"
+            )
+        self.warehouse.parent.mkdir(parents=True, exist_ok=True)
+        prefect = str(Path(sys.executable).parent / "prefect")
+        self._spawn("server", [prefect, "server", "start", "--host", "127.0.0.1",
+                               "--port", str(self.port)])
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if not self._running_pid("server"):
+                raise RuntimeError(f"Prefect server exited; see {self.home / 'logs/server.log'}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Prefect server not healthy after {timeout}s")
+            time.sleep(0.5)
+
+    def start_worker(self) -> None:
+        if self._running_pid("worker"):
+            return
+        prefect = str(Path(sys.executable).parent / "prefect")
+        self._spawn("worker", [prefect, "worker", "start", "--pool", work_pool_name(),
+                               "--type", "process"])
+
+    def stop(self) -> list[str]:
+        """Stop the worker, then the server (process groups, by PID). Returns what was stopped."""
+        stopped = []
+        for name in ("worker", "server"):
+            pid = self._running_pid(name)
+            if pid is None:
+                continue
+            _stop_group(pid)
+            self._pid_file(name).unlink(missing_ok=True)
+            stopped.append(f"{name} (pid {pid})")
+        return stopped
+
+    # -- Prefect commands --------------------------------------------------------------------
+
+    def prefect(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the `prefect` CLI against this stack from the repository root."""
+        prefect = str(Path(sys.executable).parent / "prefect")
+        return subprocess.run(
+            [prefect, *args], env=self.env(), cwd=self.repository, check=check,
+            capture_output=True, text=True,
+        )
+
+    def ensure_pool(self) -> None:
+        pool = work_pool_name()
+        if self.prefect("work-pool", "inspect", pool, check=False).returncode != 0:
+            self.prefect("work-pool", "create", pool, "--type", "process")
+
+    def deploy(self) -> str:
+        """`prefect --no-prompt deploy --all` from the real prefect.yaml."""
+        done = self.prefect("--no-prompt", "deploy", "--all", check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"prefect deploy failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+
+def _stop_group(pid: int, timeout: float = 20) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+async def _trigger_and_follow(
+    stack: LocalStack, parameters: dict[str, Any], timeout: float, out: Any
+) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.deployments import run_deployment
+
+    flow_run = await run_deployment(
+        deployment_full_name(), parameters=parameters, timeout=0
+    )
+    print(f"flow run {flow_run.name} ({flow_run.id}): {stack.ui_url}/runs/flow-run/{flow_run.id}",
+          file=out, flush=True)
+    seen = 0
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while True:
+            run = await client.read_flow_run(flow_run.id)
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])),
+                sort=LogSort.TIMESTAMP_ASC, offset=seen,
+            )
+            for log in logs:
+                print(f"  {log.timestamp:%H:%M:%S} {log.message}", file=out, flush=True)
+            seen += len(logs)
+            if run.state and run.state.is_final() and not logs:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"flow run {flow_run.id} not finished after {timeout}s")
+            await asyncio.sleep(1)
+        task_runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": [flow_run.id]})
+        )
+    by_state: dict[str, int] = {}
+    for tr in task_runs:
+        name = tr.state.name if tr.state else "Unknown"
+        by_state[name] = by_state.get(name, 0) + 1
+    return {
+        "flow_run_id": str(flow_run.id),
+        "state": run.state.name if run.state else "Unknown",
+        "message": run.state.message if run.state else "",
+        "nodes": dict(sorted(by_state.items())),
+        "url": f"{stack.ui_url}/runs/flow-run/{flow_run.id}",
+    }
+
+
+def trigger_run(
+    stack: LocalStack, parameters: dict[str, Any], timeout: float = 900, out: Any = sys.stdout
+) -> dict[str, Any]:
+    """Start an ad-hoc run of the deployment, stream its logs, return its final state."""
+    os.environ.update({k: v for k, v in stack.env().items() if k.startswith("PREFECT_")})
+    return asyncio.run(_trigger_and_follow(stack, parameters, timeout, out))
+
+
+def run_main(parameters: dict[str, Any]) -> int:
+    stack = LocalStack(port=int(os.environ.get("WG_PREFECT_PORT", DEFAULT_PORT)))
+    print(f"Prefect server: {stack.ui_url} (home {stack.home})", flush=True)
+    stack.start_server()
+    stack.ensure_pool()
+    print("Deploying prefect.yaml ...", flush=True)
+    print(stack.deploy(), flush=True)
+    stack.start_worker()
+    result = trigger_run(stack, parameters)
+    print(json.dumps(result, indent=2))
+    print(f"{result['state']}: {result['nodes']} -> {result['url']}")
+    return 0 if result["state"] == "Completed" else 1
+
+
+def stop_main() -> int:
+    stack = LocalStack(port=int(os.environ.get("WG_PREFECT_PORT", DEFAULT_PORT)))
+    stopped = stack.stop()
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0

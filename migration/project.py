@@ -1,0 +1,78 @@
+"""Facts about this repository, read from the files that own them (prefect.yaml first)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PREFECT_YAML = REPO_ROOT / "prefect.yaml"
+PROJECT_DIR = REPO_ROOT / "tenants" / "dbt_williamgrant"
+DBT_CLOUD_EXPORT = REPO_ROOT / "migration" / "dbt_cloud_export" / "jobs.json"
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """One schedule as prefect.yaml declares it."""
+
+    slug: str
+    cron: str
+    timezone: str
+    active: bool
+    parameters: dict[str, Any]
+
+
+@cache
+def prefect_config(path: Path = PREFECT_YAML) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a prefect.yaml mapping")
+    return data
+
+
+def deployment_config(path: Path = PREFECT_YAML) -> dict[str, Any]:
+    """The one deployment prefect.yaml declares."""
+    deployments = prefect_config(path).get("deployments") or []
+    if len(deployments) != 1:
+        raise ValueError(f"{path} must declare exactly one deployment, found {len(deployments)}")
+    return dict(deployments[0])
+
+
+def work_pool_name(path: Path = PREFECT_YAML) -> str:
+    return str(deployment_config(path)["work_pool"]["name"])
+
+
+def entrypoint(path: Path = PREFECT_YAML) -> str:
+    return str(deployment_config(path)["entrypoint"])
+
+
+def flow_name() -> str:
+    from flows.dbt_williamgrant import FLOW_NAME
+
+    return FLOW_NAME
+
+
+def deployment_full_name(path: Path = PREFECT_YAML) -> str:
+    """`<flow name>/<deployment name>`, as `prefect deployment run` wants it."""
+    return f"{flow_name()}/{deployment_config(path)['name']}"
+
+
+def schedules(path: Path = PREFECT_YAML) -> list[ScheduleSpec]:
+    return [
+        ScheduleSpec(
+            slug=str(s["slug"]),
+            cron=str(s["cron"]),
+            timezone=str(s.get("timezone", "UTC")),
+            active=bool(s.get("active", True)),
+            parameters=dict(s.get("parameters") or {}),
+        )
+        for s in deployment_config(path).get("schedules") or []
+    ]
+
+
+def source_config(path: Path = PREFECT_YAML) -> dict[str, Any]:
+    return dict(prefect_config(path).get("source") or {})
