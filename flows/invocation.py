@@ -11,12 +11,12 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 
-class DbtCommand(str, Enum):
+class DbtCommand(StrEnum):
     """The dbt commands an operator may start from Prefect."""
 
     build = "build"
@@ -35,7 +35,7 @@ class DbtCommand(str, Enum):
     """Build the documentation catalog."""
 
 
-class Target(str, Enum):
+class Target(StrEnum):
     """The profiles.yml targets: the one list of environments the deployment can build."""
 
     dev = "dev"
@@ -126,7 +126,7 @@ def dbt_vars(values: Mapping[str, Any] | str | None) -> str | None:
             raise InvalidParameter(f"parameter 'vars': not JSON: {exc}") from None
     if not isinstance(values, Mapping):
         raise InvalidParameter(
-            "parameter 'vars': must be a mapping like {\"reporting_currency\": \"USD\"}, "
+            'parameter \'vars\': must be a mapping like {"reporting_currency": "USD"}, '
             f"got {type(values).__name__}"
         )
     rendered = json.dumps(dict(values), sort_keys=True, ensure_ascii=False)
@@ -165,7 +165,9 @@ def build_invocation(
         command = DbtCommand(command)
     except ValueError:
         allowed = ", ".join(c.value for c in DbtCommand)
-        raise InvalidParameter(f"parameter 'command': {command!r} is not one of: {allowed}") from None
+        raise InvalidParameter(
+            f"parameter 'command': {command!r} is not one of: {allowed}"
+        ) from None
     try:
         target = Target(target)
     except ValueError:

@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument("action", choices=["run", "stop"])
     local.add_argument(
-        "--parameters", default='{"target": "local"}',
+        "--parameters",
+        default='{"target": "local"}',
         help="JSON flow parameters of the ad-hoc run (default: %(default)s)",
     )
     local.set_defaults(handler=_local)

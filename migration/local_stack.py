@@ -10,6 +10,7 @@ Everything lives under `.local/` (gitignored); the tests use the same class with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -126,8 +127,9 @@ class LocalStack:
             )
         self.warehouse.parent.mkdir(parents=True, exist_ok=True)
         prefect = str(Path(sys.executable).parent / "prefect")
-        self._spawn("server", [prefect, "server", "start", "--host", "127.0.0.1",
-                               "--port", str(self.port)])
+        self._spawn(
+            "server", [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        )
         deadline = time.monotonic() + timeout
         while not self.healthy():
             if not self._running_pid("server"):
@@ -140,8 +142,9 @@ class LocalStack:
         if self._running_pid("worker"):
             return
         prefect = str(Path(sys.executable).parent / "prefect")
-        self._spawn("worker", [prefect, "worker", "start", "--pool", work_pool_name(),
-                               "--type", "process"])
+        self._spawn(
+            "worker", [prefect, "worker", "start", "--pool", work_pool_name(), "--type", "process"]
+        )
 
     def stop(self) -> list[str]:
         """Stop the worker, then the server (process groups, by PID). Returns what was stopped."""
@@ -161,14 +164,31 @@ class LocalStack:
         """Run the `prefect` CLI against this stack from the repository root."""
         prefect = str(Path(sys.executable).parent / "prefect")
         return subprocess.run(
-            [prefect, *args], env=self.env(), cwd=self.repository, check=check,
-            capture_output=True, text=True,
+            [prefect, *args],
+            env=self.env(),
+            cwd=self.repository,
+            check=check,
+            capture_output=True,
+            text=True,
         )
 
     def ensure_pool(self) -> None:
-        pool = work_pool_name()
-        if self.prefect("work-pool", "inspect", pool, check=False).returncode != 0:
-            self.prefect("work-pool", "create", pool, "--type", "process")
+        """Create the process work pool prefect.yaml names, unless it exists."""
+        asyncio.run(self._ensure_pool())
+
+    async def _ensure_pool(self) -> None:
+        from prefect.client.orchestration import PrefectClient
+        from prefect.client.schemas.actions import WorkPoolCreate
+        from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+        async with PrefectClient(self.api_url) as client:
+            try:
+                await client.read_work_pool(work_pool_name())
+            except ObjectNotFound:
+                with contextlib.suppress(ObjectAlreadyExists):
+                    await client.create_work_pool(
+                        WorkPoolCreate(name=work_pool_name(), type="process")
+                    )
 
     def deploy(self) -> str:
         """`prefect --no-prompt deploy --all` from the real prefect.yaml."""
@@ -179,6 +199,7 @@ class LocalStack:
 
 
 def _stop_group(pid: int, timeout: float = 20) -> None:
+    """SIGTERM the process group, SIGKILL it if it lingers; reap the leader if it is ours."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pid, sig)
@@ -186,6 +207,8 @@ def _stop_group(pid: int, timeout: float = 20) -> None:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):  # reap: a zombie would look alive
+                os.waitpid(pid, os.WNOHANG)
             try:
                 os.killpg(pid, 0)
             except ProcessLookupError:
@@ -200,15 +223,23 @@ async def _trigger_and_follow(
     stack: LocalStack, parameters: dict[str, Any], timeout: float, out: Any
 ) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
     from prefect.client.schemas.sorting import LogSort
     from prefect.deployments import run_deployment
 
-    flow_run = await run_deployment(
+    flow_run = await run_deployment(  # type: ignore[misc]
         deployment_full_name(), parameters=parameters, timeout=0
     )
-    print(f"flow run {flow_run.name} ({flow_run.id}): {stack.ui_url}/runs/flow-run/{flow_run.id}",
-          file=out, flush=True)
+    print(
+        f"flow run {flow_run.name} ({flow_run.id}): {stack.ui_url}/runs/flow-run/{flow_run.id}",
+        file=out,
+        flush=True,
+    )
     seen = 0
     deadline = time.monotonic() + timeout
     async with get_client() as client:
@@ -216,7 +247,8 @@ async def _trigger_and_follow(
             run = await client.read_flow_run(flow_run.id)
             logs = await client.read_logs(
                 log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])),
-                sort=LogSort.TIMESTAMP_ASC, offset=seen,
+                sort=LogSort.TIMESTAMP_ASC,
+                offset=seen,
             )
             for log in logs:
                 print(f"  {log.timestamp:%H:%M:%S} {log.message}", file=out, flush=True)
@@ -227,11 +259,11 @@ async def _trigger_and_follow(
                 raise TimeoutError(f"flow run {flow_run.id} not finished after {timeout}s")
             await asyncio.sleep(1)
         task_runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id={"any_": [flow_run.id]})
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
         )
     by_state: dict[str, int] = {}
     for tr in task_runs:
-        name = tr.state.name if tr.state else "Unknown"
+        name = (tr.state.name if tr.state else None) or "Unknown"
         by_state[name] = by_state.get(name, 0) + 1
     return {
         "flow_run_id": str(flow_run.id),

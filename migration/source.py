@@ -28,7 +28,8 @@ def credentials_reference() -> str:
     """A block reference for GitHub over https; nothing for a local repository."""
     if not repository_url().startswith("https://github.com/"):
         return ""
-    return "{{ prefect.blocks.github-credentials.%s }}" % source_config()["credentials_block"]
+    block = source_config()["credentials_block"]
+    return "{{ prefect.blocks.github-credentials." + block + " }}"
 
 
 def deployed_commit() -> str:

@@ -1,0 +1,67 @@
+"""Shared fixtures: one local Prefect server + process worker for the whole test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from migration.local_stack import LocalStack, free_port
+from migration.project import REPO_ROOT
+
+
+def snapshot_repository(dest: Path) -> Path:
+    """A git repo holding this working tree as one commit: what the worker's git_clone pulls.
+
+    Runs then execute the code under test (including uncommitted edits), exactly as CI's clean
+    checkout would, through the real git_clone + pip_install pull steps.
+    """
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, check=True, capture_output=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, files):
+        src = REPO_ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    git = ["git", "-c", "user.name=tests", "-c", "user.email=tests@localhost"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "snapshot under test"], cwd=dest, check=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def repo_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return snapshot_repository(tmp_path_factory.mktemp("repo") / "dbt-williamgrant-prefect")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, repo_snapshot: Path) -> Iterator[LocalStack]:
+    """The session's Prefect server on 127.0.0.1 (SQLite), with the deployment and a worker.
+
+    Stopped by PID at the end of the session. Tests get a client through `stack.env()`.
+    """
+    stack = LocalStack(
+        home=tmp_path_factory.mktemp("prefect-stack"), port=free_port(), repository=repo_snapshot
+    )
+    previous = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
+    try:
+        stack.start_server()
+        os.environ.update(PREFECT_API_URL=stack.api_url, PREFECT_HOME=str(stack.home / "prefect"))
+        stack.ensure_pool()
+        stack.deploy()
+        stack.start_worker()
+        yield stack
+    finally:
+        stack.stop()
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,0 +1,82 @@
+"""Flow parameters -> dbt argv: what reaches dbt, and what is refused before it starts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flows.invocation import DbtCommand, InvalidParameter, Target, build_invocation
+
+
+def test_scheduled_defaults_build_the_target() -> None:
+    inv = build_invocation("build", "prod")
+    assert inv.args == ("build", "--target", "prod")
+    assert inv.label == "dbt build --target prod"
+
+
+def test_overrides_become_separate_arguments() -> None:
+    inv = build_invocation(
+        DbtCommand.build,
+        Target.dev,
+        select=["fct_shipments+", "tag:finance"],
+        exclude=["stg_budget"],
+        vars={"reporting_currency": "USD"},
+        full_refresh=True,
+    )
+    assert inv.args == (
+        "build", "--target", "dev",
+        "--select", "fct_shipments+", "tag:finance",
+        "--exclude", "stg_budget",
+        "--vars", json.dumps({"reporting_currency": "USD"}),
+        "--full-refresh",
+    )  # fmt: skip
+
+
+def test_two_word_commands_split_into_dbt_subcommands() -> None:
+    assert build_invocation("source freshness", "local").args[:2] == ("source", "freshness")
+    assert build_invocation("docs generate", "local").args[:2] == ("docs", "generate")
+
+
+def test_space_separated_selectors_typed_in_a_form_are_split_like_dbt_does() -> None:
+    assert build_invocation("run", "local", select="stg_brands  dim_brand").args[-3:] == (
+        "--select", "stg_brands", "dim_brand",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({"command": "deploy"}, "'command'"),
+        ({"target": "staging"}, "'target'"),
+        ({"select": ["--full-refresh"]}, "'select'"),
+        ({"exclude": ["x; rm -rf /"]}, "'exclude'"),
+        ({"select": [""]}, "'select'"),
+        ({"select": ["a\x00b"]}, "'select'"),
+        ({"vars": ["not", "a", "mapping"]}, "'vars'"),
+        ({"vars": "{not json"}, "'vars'"),
+        ({"vars": {"big": "x" * 70_000}}, "'vars'"),
+        ({"state": "/nonexistent/state"}, "'state'"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_parameter(kwargs: dict, names: str) -> None:
+    params = {"command": "build", "target": "local", **kwargs}
+    with pytest.raises(InvalidParameter, match=names):
+        build_invocation(**params)
+
+
+def test_unknown_target_error_lists_the_allowed_values() -> None:
+    with pytest.raises(InvalidParameter, match="dev, prod, local"):
+        build_invocation("build", "staging")
+
+
+@pytest.mark.parametrize("command", ["test", "snapshot", "source freshness", "docs generate"])
+def test_full_refresh_on_a_command_without_it_is_an_error_not_dropped(command: str) -> None:
+    with pytest.raises(InvalidParameter, match="full_refresh"):
+        build_invocation(command, "local", full_refresh=True)
+
+
+def test_state_must_hold_a_manifest(tmp_path) -> None:
+    (tmp_path / "manifest.json").write_text("{}")
+    inv = build_invocation("build", "local", select=["state:modified+"], state=str(tmp_path))
+    assert inv.args[-2:] == ("--state", str(tmp_path))
