@@ -1,26 +1,23 @@
-"""One CLI for the migration tooling; each subcommand's logic lives in its own module."""
+"""One CLI for the migration tooling: `python -m migration <command>`.
+
+Each command lives in its own module, which exposes `register(subparsers)`: it adds its parser
+and sets `handler` (a function of the parsed args returning the exit code). Modules are imported
+only when the CLI is built, and heavy imports stay inside the handlers, so `--help` is fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 from collections.abc import Callable, Sequence
 
 Handler = Callable[[argparse.Namespace], int]
 
-
-def _local(args: argparse.Namespace) -> int:
-    from migration import local_stack
-
-    if args.action == "stop":
-        return local_stack.stop_main()
-    return local_stack.run_main(json.loads(args.parameters))
-
-
-def _source(args: argparse.Namespace) -> int:
-    from migration import source
-
-    return source.main(args.what)
+# The command modules, in the order `--help` lists them.
+COMMAND_MODULES = [
+    "migration.local_stack",
+    "migration.source",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,23 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Operator tooling for the William Grant dbt Cloud -> Prefect migration.",
     )
     sub = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
-
-    local = sub.add_parser(
-        "local", help="run the deployment on a local Prefect server + worker (make run / stop)"
-    )
-    local.add_argument("action", choices=["run", "stop"])
-    local.add_argument(
-        "--parameters",
-        default='{"target": "local"}',
-        help="JSON flow parameters of the ad-hoc run (default: %(default)s)",
-    )
-    local.set_defaults(handler=_local)
-
-    source = sub.add_parser(
-        "source", help="deploy-time values for prefect.yaml's pull steps (used by prefect deploy)"
-    )
-    source.add_argument("what", choices=["repository", "credentials", "commit"])
-    source.set_defaults(handler=_source)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -9,6 +9,7 @@ Everything lives under `.local/` (gitignored); the tests use the same class with
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -301,3 +302,20 @@ def stop_main() -> int:
     stopped = stack.stop()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "local", help="run the deployment on a local Prefect server + worker (make run / stop)"
+    )
+    parser.add_argument("action", choices=["run", "stop"])
+    parser.add_argument(
+        "--parameters",
+        default='{"target": "local"}',
+        help="JSON flow parameters of the ad-hoc run (default: %(default)s)",
+    )
+    parser.set_defaults(
+        handler=lambda args: (
+            stop_main() if args.action == "stop" else run_main(json.loads(args.parameters))
+        )
+    )

@@ -8,6 +8,7 @@ WG_REPOSITORY_URL to a local git URL, which needs no credentials.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -57,3 +58,11 @@ def main(what: str) -> int:
     }[what]()
     print(value)
     return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "source", help="deploy-time values for prefect.yaml's pull steps (used by prefect deploy)"
+    )
+    parser.add_argument("what", choices=["repository", "credentials", "commit"])
+    parser.set_defaults(handler=lambda args: main(args.what))
