@@ -5,7 +5,7 @@ PY             := $(VENV)/bin/python
 STAMP          := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 export PATH    := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run stop test lint deploy pins bench
+.PHONY: setup run stop test lint deploy cloud-deploy cloud-quickstart pins bench
 
 # A venv on the Python .python-version names (pyenv, python3.12 or uv's managed Python).
 setup: $(STAMP)
@@ -35,6 +35,15 @@ test: setup lint
 # Deploy prefect.yaml to whatever PREFECT_API_URL points at (the work pool must exist).
 deploy: setup
 	$(PY) -m prefect --no-prompt deploy --all
+
+# Prefect Cloud (PREFECT_API_URL/PREFECT_API_KEY set, e.g. by `prefect cloud login`): managed
+# pool, block check, deploy. DRY_RUN=1 prints every command and changes nothing.
+cloud-deploy: setup
+	$(PY) -m migration cloud deploy
+
+# The GitHub quickstart path (uvx prefect-cloud deploy), then prefect.yaml's schedules.
+cloud-quickstart: setup
+	$(PY) -m migration cloud quickstart
 
 # Regenerate the pinned requirements from requirements*.in.
 pins: setup

@@ -1,0 +1,233 @@
+"""Deploying to Prefect Cloud: `make cloud-deploy` and `make cloud-quickstart`.
+
+Both are plans (lists of argv commands) derived from prefect.yaml, requirements.txt and
+.python-version, so what they print under DRY_RUN=1 is exactly what they run. Neither builds a
+shell string.
+
+- cloud-deploy: the full path. Create the managed work pool if missing, check that the blocks
+  the deployment needs exist (naming the script that registers each), `prefect --no-prompt
+  deploy --all` (prefect.yaml's schedules, pull steps and parameters, as on the local stack).
+- cloud-quickstart (R-112): `uvx prefect-cloud deploy ...` for the same entrypoint and
+  deployment name. prefect-cloud can set one schedule only, in the local timezone, so the
+  schedules then come from prefect.yaml through `python -m migration schedules apply`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from migration.project import (
+    PROJECT_DIR,
+    REPO_ROOT,
+    deployment_config,
+    entrypoint,
+    source_config,
+    work_pool_name,
+)
+
+MANAGED_POOL_TYPE = "prefect:managed"
+IMAGE_REPOSITORY = "prefecthq/prefect"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command of a plan and why it runs."""
+
+    argv: tuple[str, ...]
+    why: str
+
+    def render(self) -> str:
+        import shlex
+
+        return shlex.join(self.argv)
+
+
+def python_version() -> str:
+    return (REPO_ROOT / ".python-version").read_text().strip()
+
+
+def pinned_version(package: str) -> str:
+    """The `==` pin of `package` in requirements.txt."""
+    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
+        name, sep, version = line.strip().partition("==")
+        if sep and name.lower() == package.lower():
+            return version.split()[0]
+    raise ValueError(f"requirements.txt does not pin {package}")
+
+
+def expected_image() -> str:
+    """The official image that pins the Prefect version and Python of this repository."""
+    return f"{IMAGE_REPOSITORY}:{pinned_version('prefect')}-python{python_version()}"
+
+
+def deployed_image() -> str:
+    return str((deployment_config()["work_pool"].get("job_variables") or {}).get("image", ""))
+
+
+def github_ref(commit: str) -> str:
+    """`owner/repo/tree/<commit>`: what `prefect-cloud deploy --from` takes."""
+    return f"{source_config()['github_repository']}/tree/{commit}"
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def deploy_plan() -> list[Step]:
+    pool = work_pool_name()
+    return [
+        Step(
+            (_python(), "-m", "migration", "cloud", "ensure-pool"),
+            f"create work pool {pool!r} ({MANAGED_POOL_TYPE}) unless it exists",
+        ),
+        Step(
+            (_python(), "-m", "migration", "cloud", "check-blocks"),
+            "check the blocks the deployment needs exist (GitHub, Snowflake dev/prod)",
+        ),
+        Step(
+            (_python(), "-m", "prefect", "--no-prompt", "deploy", "--all"),
+            "deploy prefect.yaml: one deployment, pull steps pinned to HEAD, schedules by slug",
+        ),
+    ]
+
+
+def quickstart_plan(commit: str) -> list[Step]:
+    deployment = deployment_config()
+    params = [
+        arg
+        for name, value in (deployment.get("parameters") or {}).items()
+        for arg in ("-p", f"{name}={value}")
+    ]
+    return [
+        Step(
+            (
+                "uvx",
+                "prefect-cloud",
+                "deploy",
+                entrypoint(),
+                "--from",
+                github_ref(commit),
+                "--with-requirements",
+                "requirements.txt",
+                "--with-python",
+                python_version(),
+                "--name",
+                str(deployment["name"]),
+                *params,
+            ),
+            "deploy the flow with the Prefect Cloud GitHub quickstart (managed pool)",
+        ),
+        Step(
+            (_python(), "-m", "migration", "schedules", "apply"),
+            "replace prefect-cloud's single local-time schedule with prefect.yaml's (UTC, slugs)",
+        ),
+    ]
+
+
+def required_blocks() -> list[tuple[str, str, str]]:
+    """(block type, block name, script that registers it) for everything a Cloud run needs."""
+    from flows.dbt_williamgrant import PROFILE_NAME
+    from flows.profiles import REGISTERED_BY, block_refs, load_profiles, profile_targets
+
+    needed = [
+        (
+            "github-credentials",
+            str(source_config()["credentials_block"]),
+            "python blocks/register_github.py",
+        )
+    ]
+    for target, settings in sorted(
+        profile_targets(load_profiles(PROJECT_DIR), PROFILE_NAME).items()
+    ):
+        for ref in sorted(block_refs(settings), key=str):
+            script = REGISTERED_BY.get(ref.block_type, "register it").format(target=target)
+            needed.append((ref.block_type, ref.name, script))
+    return needed
+
+
+async def _missing_blocks() -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    missing = []
+    async with get_client() as client:
+        for block_type, name, script in required_blocks():
+            try:
+                await client.read_block_document_by_name(name, block_type)
+            except ObjectNotFound:
+                missing.append(f"block {block_type}/{name} not found: run `{script}`")
+    return missing
+
+
+async def _ensure_managed_pool() -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    pool = work_pool_name()
+    async with get_client() as client:
+        try:
+            existing = await client.read_work_pool(pool)
+            return f"work pool {pool!r} exists (type {existing.type})"
+        except ObjectNotFound:
+            await client.create_work_pool(WorkPoolCreate(name=pool, type=MANAGED_POOL_TYPE))
+            return f"created work pool {pool!r} ({MANAGED_POOL_TYPE})"
+
+
+def execute(plan: list[Step], dry_run: bool) -> int:
+    for number, step in enumerate(plan, 1):
+        print(f"[{number}/{len(plan)}] {step.why}\n  $ {step.render()}", flush=True)
+        if dry_run:
+            continue
+        if subprocess.run(step.argv, cwd=REPO_ROOT).returncode != 0:
+            print(f"step {number} failed; nothing after it ran", file=sys.stderr)
+            return 1
+    if dry_run:
+        print("DRY_RUN=1: printed the plan, changed nothing.")
+    return 0
+
+
+def _head() -> str:
+    from migration.source import deployed_commit
+
+    return deployed_commit()
+
+
+def main(action: str, dry_run: bool) -> int:
+    if action == "deploy":
+        return execute(deploy_plan(), dry_run)
+    if action == "quickstart":
+        return execute(quickstart_plan(_head()), dry_run)
+    if action == "ensure-pool":
+        print(asyncio.run(_ensure_managed_pool()))
+        return 0
+    if action == "check-blocks":
+        missing = asyncio.run(_missing_blocks())
+        for line in missing:
+            print(line, file=sys.stderr)
+        if not missing:
+            print(f"all {len(required_blocks())} blocks the deployment needs exist")
+        return 1 if missing else 0
+    raise ValueError(action)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "cloud",
+        help="deploy to Prefect Cloud: full path (deploy) or the uvx prefect-cloud quickstart",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("action", choices=["deploy", "quickstart", "ensure-pool", "check-blocks"])
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=os.environ.get("DRY_RUN", "") not in ("", "0"),
+        help="print every command, run none (default when DRY_RUN=1)",
+    )
+    parser.set_defaults(handler=lambda args: main(args.action, args.dry_run))
