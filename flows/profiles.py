@@ -4,6 +4,11 @@ prefect-dbt resolves every `{{ prefect.blocks... }}` reference in profiles.yml, 
 Snowflake block would fail a DuckDB run too. A run therefore hands the runner a copy of
 profiles.yml that holds only the chosen target (still references, never values), and checks
 before dbt starts that every block that target references exists.
+
+One profile serves password and key-pair auth: a block leaves the other method's fields unset
+(None), and prefect-dbt would hand dbt the string "None" for them (dbt-snowflake then tries to
+parse "None" as a private key). fit_to_registered_blocks drops those references from the
+scoped copy, so dbt sees the key as absent.
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ import yaml
 PROFILES_FILE = "profiles.yml"
 _BLOCK_REF = re.compile(r"prefect\.blocks\.([\w-]+)\.([\w-]+)")
 _VARIABLE_REF = re.compile(r"prefect\.variables\.([\w-]+)")
+# A profile value that is exactly one block field: "{{ prefect.blocks.<type>.<name>.<field> }}".
+_FIELD_REF = re.compile(r"^\{\{\s*prefect\.blocks\.([\w-]+)\.([\w-]+)\.([\w.-]+)\s*\}\}$")
 
 # Which script registers a block of each type (the fix an error message names).
 REGISTERED_BY = {
     "snowflake-credentials": "python blocks/register_snowflake.py --target {target}",
     "snowflake-connector": "python blocks/register_snowflake.py --target {target}",
+    "github-credentials": "python blocks/register_github.py",
 }
 
 
@@ -74,6 +82,16 @@ def block_refs(settings: Any) -> set[BlockRef]:
     return {BlockRef(t, n) for t, n in _BLOCK_REF.findall(yaml.safe_dump(settings))}
 
 
+def field_refs(settings: dict[str, Any]) -> dict[str, tuple[BlockRef, str]]:
+    """Profile key -> (block, field) for each key whose value is exactly one block field."""
+    refs: dict[str, tuple[BlockRef, str]] = {}
+    for key, value in settings.items():
+        match = _FIELD_REF.match(value) if isinstance(value, str) else None
+        if match:
+            refs[key] = (BlockRef(match[1], match[2]), match[3])
+    return refs
+
+
 def variable_refs(settings: Any) -> set[str]:
     return set(_VARIABLE_REF.findall(yaml.safe_dump(settings)))
 
@@ -96,17 +114,62 @@ def missing_block_message(missing: list[BlockRef], target: str) -> str:
     return "\n".join(lines)
 
 
-async def check_blocks_exist(refs: set[BlockRef], target: str) -> None:
-    """Fail before dbt starts when a referenced block is missing, naming the script to run."""
+async def read_blocks(refs: set[BlockRef], target: str) -> dict[BlockRef, dict[str, Any]]:
+    """The registered data of each block; fail naming the script when any is missing."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
+    found: dict[BlockRef, dict[str, Any]] = {}
     missing: list[BlockRef] = []
     async with get_client() as client:
         for ref in refs:
             try:
-                await client.read_block_document_by_name(ref.name, ref.block_type)
+                document = await client.read_block_document_by_name(ref.name, ref.block_type)
             except ObjectNotFound:
                 missing.append(ref)
+            else:
+                found[ref] = dict(document.data)
     if missing:
         raise ProfileError(missing_block_message(missing, target))
+    return found
+
+
+async def check_blocks_exist(refs: set[BlockRef], target: str) -> None:
+    """Fail before dbt starts when a referenced block is missing, naming the script to run."""
+    await read_blocks(refs, target)
+
+
+def drop_unset_fields(
+    settings: dict[str, Any], blocks: dict[BlockRef, dict[str, Any]], target: str
+) -> dict[str, Any]:
+    """`settings` without the keys whose block field is unset (None) in the registered block.
+
+    Pure: reads only whether a field is None, never copies a value into the profile. A field
+    the block does not have at all is a profiles.yml typo and fails here, naming it.
+    """
+    kept = dict(settings)
+    for key, (ref, field) in field_refs(settings).items():
+        data = blocks.get(ref)
+        if data is None:
+            continue
+        if field not in data:
+            raise ProfileError(
+                f"profiles.yml target {target!r} key {key!r} reads field {field!r} of block "
+                f"{ref}, which has no such field (it has: {', '.join(sorted(data))})"
+            )
+        if data[field] is None:
+            del kept[key]
+    return kept
+
+
+async def fit_to_registered_blocks(profiles_dir: Path, profile_name: str, target: str) -> None:
+    """Check the scoped profiles.yml against the registered blocks, before dbt starts.
+
+    Fails when a block is missing (naming the script that registers it) or a referenced field
+    does not exist; drops references to fields the block leaves unset (the other auth method).
+    """
+    scoped = scope_to_target(load_profiles(profiles_dir), profile_name, target)
+    settings = scoped[profile_name]["outputs"][target]
+    blocks = await read_blocks(block_refs(settings), target)
+    scoped[profile_name]["outputs"][target] = drop_unset_fields(settings, blocks, target)
+    (profiles_dir / PROFILES_FILE).write_text(yaml.safe_dump(scoped, sort_keys=False))

@@ -1,0 +1,1 @@
+"""Block registration scripts: `python blocks/register_<kind>.py --help`."""
