@@ -1,0 +1,257 @@
+"""dbt's target/ files, kept per flow run in a Prefect filesystem block.
+
+The process worker deletes a run's working directory (and with it dbt's target/), so each run
+copies run_results.json, manifest.json, dbt.log (and sources.json / catalog.json when dbt wrote
+them) to `<target>/<flow_run_id>/` in the block named by ARTIFACTS_BLOCK. Locally that block is
+a LocalFileSystem under the stack's home; in Prefect Cloud point WG_ARTIFACTS_BLOCK at a bucket
+block (e.g. `s3-bucket/wg-dbt-artifacts`): any block with read_path/write_path works, so
+swapping storage is configuration, not code.
+
+A missing block does not fail the run (the models still get built); the run logs a warning that
+names the fix, and retry / `state` keywords, which need kept artifacts, fail naming the block.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The one place the storage block is named: `<block type slug>/<block name>`.
+ARTIFACTS_BLOCK_ENV = "WG_ARTIFACTS_BLOCK"
+DEFAULT_ARTIFACTS_BLOCK = "local-file-system/wg-dbt-artifacts"
+
+KEPT_FILES = ("run_results.json", "manifest.json", "sources.json", "catalog.json")
+LOG_FILE = "dbt.log"
+INDEX_FILE = "kept.json"
+# run_results.json statuses `dbt retry` re-runs (dbt/task/retry.py RETRYABLE_STATUSES).
+RETRYABLE_STATUSES = frozenset({"error", "fail", "skipped", "runtime error", "partial success"})
+
+
+class ArtifactStoreError(LookupError):
+    """No storage block, or no kept artifacts for a run; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class KeptRun:
+    """Where one flow run's artifacts are kept and which files are there."""
+
+    flow_run_id: str
+    target: str
+    key: str
+    files: tuple[str, ...]
+    location: str
+
+
+def artifacts_block() -> str:
+    return os.environ.get(ARTIFACTS_BLOCK_ENV, "").strip() or DEFAULT_ARTIFACTS_BLOCK
+
+
+def register_hint(block: str | None = None) -> str:
+    block = block or artifacts_block()
+    if block.startswith("local-file-system/"):
+        return "run `python blocks/register_artifacts.py --basepath <dir outside the worker>`"
+    return f"create the block {block} in Prefect, or set {ARTIFACTS_BLOCK_ENV}"
+
+
+def load_store() -> Any:
+    """The configured filesystem block; ArtifactStoreError naming the fix when it is missing."""
+    from prefect.blocks.core import Block
+
+    block = artifacts_block()
+    try:
+        return Block.load(block)
+    except (ValueError, KeyError) as exc:
+        raise ArtifactStoreError(
+            f"artifact storage block {block} not found ({exc}): {register_hint(block)}"
+        ) from None
+
+
+def run_key(target: str, flow_run_id: str) -> str:
+    return f"{target}/{flow_run_id}"
+
+
+def location(store: Any, key: str) -> str:
+    """A link to the kept files: a file:// URL for a local folder, `<block>:<key>` otherwise."""
+    basepath = getattr(store, "basepath", None)
+    if basepath and "://" not in str(basepath):
+        return (Path(str(basepath)).expanduser().resolve() / key).as_uri() + "/"
+    if basepath:
+        return f"{str(basepath).rstrip('/')}/{key}/"
+    return f"{artifacts_block()}:{key}/"
+
+
+def keep_run_artifacts(
+    store: Any,
+    target: str,
+    flow_run_id: str,
+    target_dir: Path,
+    log_file: Path | None,
+    facts: dict[str, Any],
+) -> KeptRun:
+    """Copy this run's target/ files (and dbt.log) into the store; a later attempt overwrites."""
+    key = run_key(target, flow_run_id)
+    kept: list[str] = []
+    for name in KEPT_FILES:
+        path = target_dir / name
+        if path.is_file():
+            store.write_path(f"{key}/{name}", path.read_bytes())
+            kept.append(name)
+    if log_file is not None and log_file.is_file():
+        store.write_path(f"{key}/{LOG_FILE}", log_file.read_bytes())
+        kept.append(LOG_FILE)
+    index = {"flow_run_id": flow_run_id, "target": target, "files": kept, **facts}
+    store.write_path(f"{key}/{INDEX_FILE}", json.dumps(index, indent=2).encode())
+    return KeptRun(flow_run_id, target, key, tuple(kept), location(store, key))
+
+
+def read_index(store: Any, target: str, flow_run_id: str) -> dict[str, Any] | None:
+    try:
+        data = store.read_path(f"{run_key(target, flow_run_id)}/{INDEX_FILE}")
+    except (ValueError, FileNotFoundError, OSError):
+        return None
+    return dict(json.loads(data))
+
+
+def find_kept_run(store: Any, flow_run_id: str, targets: Iterable[str] | None = None) -> KeptRun:
+    """The kept artifacts of a flow run, whatever its target."""
+    from flows.invocation import Target
+
+    for target in targets or [t.value for t in Target]:
+        index = read_index(store, target, flow_run_id)
+        if index is not None:
+            key = run_key(target, flow_run_id)
+            return KeptRun(
+                flow_run_id, target, key, tuple(index.get("files", [])), location(store, key)
+            )
+    raise ArtifactStoreError(
+        f"no artifacts kept for flow run {flow_run_id} in block {artifacts_block()} "
+        "(the run never reached dbt, or ran before artifacts were kept)"
+    )
+
+
+def fetch_kept_run(store: Any, kept: KeptRun, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in kept.files:
+        (dest / name).write_bytes(store.read_path(f"{kept.key}/{name}"))
+    return dest
+
+
+def place_for_retry(source: Path, target_dir: Path) -> None:
+    """Put a previous run's run_results.json + manifest.json where `dbt retry` reads them."""
+    if not (source / "run_results.json").is_file():
+        raise ArtifactStoreError(f"{source} has no run_results.json to retry from")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("run_results.json", "manifest.json"):
+        if (source / name).is_file() and source.resolve() != target_dir.resolve():
+            shutil.copy2(source / name, target_dir / name)
+
+
+def has_retryable_nodes(run_results_path: Path) -> bool:
+    if not run_results_path.is_file():
+        return False
+    results = json.loads(run_results_path.read_text()).get("results") or []
+    return any(str(r.get("status")).lower() in RETRYABLE_STATUSES for r in results)
+
+
+async def _flow_runs_newest_first(
+    flow_name: str, state_types: list[str] | None, offset: int, limit: int
+) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    run_filter = FlowRunFilter()
+    if state_types:
+        run_filter = FlowRunFilter(
+            state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType(s) for s in state_types])
+            )
+        )
+    async with get_client() as client:
+        return await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+            flow_run_filter=run_filter,
+            sort=FlowRunSort.START_TIME_DESC,
+            offset=offset,
+            limit=limit,
+        )
+
+
+def latest_kept_run(
+    store: Any, target: str, state_types: list[str] | None, flow_name: str, scan: int = 500
+) -> KeptRun:
+    """The newest run of the flow on `target` (in one of `state_types`) with kept artifacts."""
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    page = 50
+    for offset in range(0, scan, page):
+        runs: list[Any] = run_coro_as_sync(
+            _flow_runs_newest_first(flow_name, state_types, offset, page)
+        )
+        for run in runs or []:
+            chosen = (run.parameters or {}).get("target")
+            if chosen not in (None, target):
+                continue
+            index = read_index(store, target, str(run.id))
+            if index is not None:
+                return find_kept_run(store, str(run.id), [target])
+        if not runs or len(runs) < page:
+            break
+    which = "/".join(s.lower() for s in state_types) if state_types else "any"
+    raise ArtifactStoreError(
+        f"no {which} run of {flow_name} on target {target!r} has kept artifacts "
+        f"in block {artifacts_block()}"
+    )
+
+
+def register_local_store(basepath: Path, name: str | None = None) -> str:
+    """Create (or point) the LocalFileSystem artifacts block at `basepath`; idempotent."""
+    from prefect.filesystems import LocalFileSystem
+
+    block = name or artifacts_block()
+    block_type, _, block_name = block.partition("/")
+    if block_type != "local-file-system":
+        raise ArtifactStoreError(f"{block} is not a local-file-system block; create it in Prefect")
+    basepath.mkdir(parents=True, exist_ok=True)
+    LocalFileSystem(basepath=str(basepath.resolve())).save(block_name, overwrite=True)
+    return block
+
+
+# `state` keywords -> which runs qualify (Prefect state types).
+KEYWORD_STATE_TYPES = {"last-success": ["COMPLETED"], "last-failure": ["FAILED", "CRASHED"]}
+
+
+def state_cache_dir(flow_run_id: str) -> Path:
+    """Where a kept run is fetched to for `--state` / retry: outside any project directory."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "wg-dbt-state" / flow_run_id
+
+
+def fetch_state(ref: Any) -> Any:
+    """A `flows.invocation.KeptState` -> ResolvedState: the kept run fetched to local disk."""
+    from flows.dbt_williamgrant import FLOW_NAME
+    from flows.invocation import ResolvedState
+
+    store = load_store()
+    if ref.flow_run_id:
+        kept = find_kept_run(store, ref.flow_run_id)
+    else:
+        kept = latest_kept_run(store, ref.target.value, KEYWORD_STATE_TYPES[ref.keyword], FLOW_NAME)
+    dest = state_cache_dir(kept.flow_run_id)
+    if dest.exists():
+        shutil.rmtree(dest)
+    fetch_kept_run(store, kept, dest)
+    return ResolvedState(dest, kept.flow_run_id, kept.target)

@@ -1,0 +1,147 @@
+"""Failure reasons and `state` keywords (pure: nothing is looked up)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.failures import FailureKind, classify_error, classify_nodes, error_detail, failure_of
+from flows.invocation import InvalidParameter, KeptState, Target, build_invocation, parse_state
+from flows.profiles import ProfileError
+from flows.summary import NodeRow, summarize
+
+pytestmark = pytest.mark.observability
+
+RUN_ID = "0b8b6c1e-3f0a-4c54-9a51-0e0f3f1c2a77"
+
+
+def row(unique_id: str, status: str, message: str = "") -> NodeRow:
+    return NodeRow(unique_id, unique_id.split(".")[0], status, 1.0, None, message)
+
+
+@pytest.mark.parametrize(
+    ("failed", "kind"),
+    [
+        ([row("test.wg.not_null_x", "fail", "3 failing rows")], FailureKind.test_failure),
+        ([row("model.wg.x", "error", "Binder Error: column y not found"),
+          row("test.wg.t", "fail")], FailureKind.model_error),
+        ([row("model.wg.x", "error", "250001: Could not connect to Snowflake backend")],
+         FailureKind.warehouse_error),
+        ([row("model.wg.x", "error", "IO Error: Could not set lock on file")],
+         FailureKind.warehouse_error),
+        ([row("model.wg.x", "error", "Compilation Error in model x")], FailureKind.compile_error),
+        ([row("seed.wg.raw", "error", "CSV parse error")], FailureKind.model_error),
+    ],
+)  # fmt: skip
+def test_failed_nodes_are_classified_by_their_most_upstream_cause(
+    failed: list[NodeRow], kind: FailureKind
+) -> None:
+    assert classify_nodes(tuple(failed)) is kind
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (InvalidParameter("parameter 'select': 'a;b' is not a dbt selector"),
+         FailureKind.bad_parameter),
+        (ProfileError("block snowflake-credentials/wg-dbt-prod not found"),
+         FailureKind.configuration),
+        (ValueError("Failed to invoke dbt command 'build': Parsing Error\n  bad yaml"),
+         FailureKind.compile_error),
+        (ValueError("Failed to invoke dbt command 'build': Could not connect to Snowflake"),
+         FailureKind.warehouse_error),
+        (ValueError("something else"), FailureKind.dbt_error),
+    ],
+)  # fmt: skip
+def test_errors_without_node_results_are_classified(error: Exception, kind: FailureKind) -> None:
+    assert classify_error(error) is kind
+
+
+def test_message_names_each_failed_node_with_its_error_and_the_next_step() -> None:
+    summary = summarize(
+        {
+            "args": {"which": "build"},
+            "results": [
+                {"unique_id": "model.wg.fct_x", "status": "error",
+                 "message": "Runtime Error in model fct_x (models/fct_x.sql)\n  Division by zero!"},
+                {"unique_id": "model.wg.mart_y", "status": "skipped"},
+                {"unique_id": "model.wg.dim_z", "status": "success"},
+            ],
+        }
+    )  # fmt: skip
+    failure = failure_of("dbt build --target prod", summary, None)
+    assert failure is not None
+    assert failure.message("Rerun only what failed: command=retry").splitlines() == [
+        "dbt build --target prod failed: model error (1 failed, 1 skipped)",
+        "  model.wg.fct_x: Division by zero!",
+        "Rerun only what failed: command=retry",
+    ]
+
+
+def test_a_run_with_only_warnings_is_not_a_failure() -> None:
+    summary = summarize({"results": [{"unique_id": "test.wg.t", "status": "warn"}]})
+    assert failure_of("dbt test --target dev", summary, None) is None
+
+
+def test_an_error_before_any_node_ran_keeps_its_informative_line() -> None:
+    error = ValueError(
+        "Failed to invoke dbt command 'build --target dev': Compilation Error\n"
+        "  Model 'model.wg.x' depends on a node named 'missing' which was not found"
+    )
+    failure = failure_of("dbt build --target dev", None, error)
+    assert failure is not None and failure.kind is FailureKind.compile_error
+    assert error_detail(error).startswith("Model 'model.wg.x' depends on a node named 'missing'")
+    assert "compile error (no node results)" in failure.message()
+
+
+def test_long_failure_lists_are_cut_with_a_pointer_to_the_summary() -> None:
+    failed = tuple(row(f"test.wg.t{i}", "fail", "1 failing rows") for i in range(15))
+    from flows.failures import Failure
+
+    text = Failure(FailureKind.test_failure, "dbt test --target prod", failed).message()
+    assert "... and 5 more (see the summary)" in text
+    assert text.count("test.wg.t") == 10
+
+
+# -- `state` keywords ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "parsed"),
+    [
+        ("prod:last-success", KeptState(target=Target.prod, keyword="last-success")),
+        ("dev:last-failure", KeptState(target=Target.dev, keyword="last-failure")),
+        (f"flow-run:{RUN_ID}", KeptState(flow_run_id=RUN_ID)),
+        (RUN_ID.upper(), KeptState(flow_run_id=RUN_ID)),
+        ("/srv/prod-manifest", Path("/srv/prod-manifest")),
+        ("", None),
+    ],
+)
+def test_state_keywords_parse_without_looking_anything_up(
+    state: str, parsed: KeptState | Path | None
+) -> None:
+    assert parse_state(state) == parsed
+
+
+@pytest.mark.parametrize("state", ["staging:last-success", "prod:latest-success", "prod:last-x"])
+def test_unknown_state_keywords_name_the_accepted_forms(state: str) -> None:
+    with pytest.raises(InvalidParameter, match=r"parameter 'state'.*prod\|local.*last-success"):
+        parse_state(state)
+
+
+def test_retry_needs_to_know_which_run_to_retry() -> None:
+    with pytest.raises(InvalidParameter, match=r"command 'retry' needs the flow run to retry"):
+        build_invocation("retry", "prod")
+
+
+def test_retry_does_not_take_a_selection() -> None:
+    with pytest.raises(InvalidParameter, match=r"parameter 'select': `dbt retry` has no"):
+        build_invocation("retry", "prod", select=["fct_x"], state=f"flow-run:{RUN_ID}")
+
+
+def test_retry_from_a_directory_uses_its_run_results(tmp_path: Path) -> None:
+    (tmp_path / "run_results.json").write_text("{}")
+    invocation = build_invocation("retry", "prod", state=str(tmp_path))
+    assert invocation.args == ("retry", "--target", "prod")
+    assert invocation.retry_from == tmp_path
