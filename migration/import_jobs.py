@@ -1,0 +1,115 @@
+"""`python -m migration import-jobs`: dbt Cloud jobs -> prefect.yaml schedule entries.
+
+Reads the jobs from a saved v2 export (default: migration/dbt_cloud_export/jobs.json) or from
+the dbt Cloud API (`--job-id`, with the DbtCloudCredentials block), prints the `schedules:`
+entries they imply, what differs in behaviour and what one flow run cannot express.
+`--check` compares them with prefect.yaml and exits 1 on drift, listing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from migration.dbt_cloud import DEFAULT_BLOCK, DbtCloudError, load_credentials
+from migration.dbt_cloud_jobs import (
+    DbtCloudJobs,
+    JobImport,
+    JobImportError,
+    import_drift,
+    import_job,
+    load_export,
+    load_target_map,
+    schedule_entry,
+    scheduled_jobs,
+)
+from migration.project import DBT_CLOUD_EXPORT, schedules
+
+
+def read_jobs(args: argparse.Namespace) -> list[dict]:
+    if args.job_id:
+        api = DbtCloudJobs(load_credentials(args.credentials_block))
+        return [api.get_job(job_id) for job_id in args.job_id]
+    return load_export(args.from_file or DBT_CLOUD_EXPORT)
+
+
+def report(imports: list[JobImport], skipped: list[str]) -> str:
+    lines = ["# prefect.yaml `deployments[0].schedules` implied by the dbt Cloud jobs"]
+    lines += yaml.safe_dump(
+        [schedule_entry(i.schedule) for i in imports], sort_keys=False
+    ).splitlines()
+    for i in imports:
+        head = f"# job {i.job_id} {i.job_name!r} -> schedule {i.schedule.slug}"
+        lines.append(head + ("" if i.exact else "  (NOT fully expressible as one flow run)"))
+        lines += [f"#   note: {n}" for n in i.notes]
+        lines += [f"#   CANNOT EXPRESS: {c}" for c in i.cannot_express]
+    lines += [f"# skipped: {s}" for s in skipped]
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        jobs = read_jobs(args)
+        target_map = load_target_map(args.target_map)
+        scheduled = scheduled_jobs(jobs)
+        skipped = [
+            f"job {j.get('id')} {j.get('name')!r}: no cron schedule"
+            for j in jobs
+            if j not in scheduled
+        ]
+        imports = [import_job(j, target_map) for j in scheduled]
+    except (JobImportError, DbtCloudError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report(imports, skipped))
+    if not args.check:
+        return 0
+    drift = import_drift([i.schedule for i in imports], schedules())
+    if args.job_id:  # only the named jobs were read: other prefect.yaml schedules are not drift
+        wanted = {i.schedule.slug for i in imports}
+        drift = [d for d in drift if d.slug in wanted]
+    if not drift:
+        print("check: prefect.yaml's schedules match the dbt Cloud jobs")
+        return 0
+    print("check: prefect.yaml differs from the dbt Cloud jobs:")
+    for d in drift:
+        print(f"  - {d.slug}: {d.message}")
+    return 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "import-jobs",
+        help="dbt Cloud jobs -> prefect.yaml schedule entries (--check: compare with prefect.yaml)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--from-file",
+        type=Path,
+        help=f"a saved GET /api/v2/accounts/ID/jobs/ response (default: {DBT_CLOUD_EXPORT.name})",
+    )
+    source.add_argument(
+        "--job-id",
+        type=int,
+        action="append",
+        help="read this job from the dbt Cloud API (repeatable)",
+    )
+    parser.add_argument(
+        "--credentials-block",
+        default=None,
+        help=f"DbtCloudCredentials block for --job-id (default: {DEFAULT_BLOCK})",
+    )
+    parser.add_argument(
+        "--target-map",
+        type=Path,
+        help="YAML/JSON mapping of dbt Cloud target names to profiles.yml targets",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if prefect.yaml differs, listing how"
+    )
+    parser.set_defaults(handler=main)
