@@ -1,0 +1,405 @@
+"""What keeps a dbt run safe to schedule: one run per target at a time, a run timeout, and a
+clear, bounded answer when the warehouse cannot be reached.
+
+- Overlap: each `flows.invocation.Target` has a Prefect global concurrency limit of ONE slot
+  (`limit_name`). A run holds its target's slot while dbt executes; a second run for the same
+  target WAITS (within its own timeout) rather than being cancelled, so a schedule that fires
+  during a long ad-hoc run still builds afterwards. dev and prod have separate limits and run
+  side by side. The limits are created by the deploy (`python -m migration concurrency ensure`,
+  a build step of prefect.yaml); a missing limit fails the run instead of silently not limiting.
+  A slot is a lease renewed by the run: when a run's process is killed the lease lapses and the
+  server frees the slot within LEASE_SECONDS plus its reaper interval (15 s).
+- Timeout: the flow parameter `timeout_seconds` (default DEFAULT_TIMEOUT_SECONDS) bounds the
+  whole run, waiting for the slot included. Prefect's `@flow(timeout_seconds=...)` is fixed at
+  import time, so the flow applies the parameter itself: at the deadline dbt receives the same
+  interrupt as Ctrl-C (it cancels its open warehouse queries and writes run_results.json), and
+  the flow raises `RunTimedOut`, which Prefect records as a Failed state named "TimedOut".
+- Warehouse: before dbt starts, a Snowflake target's host is probed over TCP (bounded, retried
+  a few times: network blips are transient); a dbt failure that is a connection error is
+  retried the same bounded number of times. Either way the final error says which account and
+  user could not be reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from flows.invocation import Target
+
+LIMIT_PREFIX = "dbt-williamgrant-target-"
+SLOTS_PER_TARGET = 1
+# Prefect's minimum lease; the run renews it while alive, so a crashed run frees its slot soon.
+LEASE_SECONDS = 60
+# dbt Cloud jobs have no timeout unless set; a nightly build that is still going after 3 hours
+# is stuck (the longest dbt Cloud run of this project took well under an hour).
+DEFAULT_TIMEOUT_SECONDS = 3 * 60 * 60
+# Transient warehouse errors: attempts in total, and the pause before the 2nd, 3rd, ... attempt.
+CONNECT_ATTEMPTS = 3
+RETRY_DELAYS_SECONDS = (5.0, 15.0)
+CONNECT_TIMEOUT_SECONDS = 10.0
+SNOWFLAKE_DOMAIN = "snowflakecomputing.com"
+ENSURE_COMMAND = "python -m migration concurrency ensure"
+
+
+class ConcurrencyNotConfigured(RuntimeError):
+    """The target's global concurrency limit does not exist on this Prefect server."""
+
+
+class RunTimedOut(TimeoutError):
+    """The run exceeded `timeout_seconds`; Prefect records a TimedOut state with this message."""
+
+
+class WarehouseUnreachable(ConnectionError):
+    """The warehouse of a target could not be reached after the bounded retries."""
+
+
+class _StopDbt(KeyboardInterrupt):
+    """Delivered to dbt at the deadline: dbt treats it like Ctrl-C and cancels its queries."""
+
+
+# -- per-target concurrency --------------------------------------------------------------------
+
+
+def limit_name(target: Target | str) -> str:
+    """The global concurrency limit guarding one target, e.g. dbt-williamgrant-target-prod."""
+    return f"{LIMIT_PREFIX}{Target(target).value}"
+
+
+def limit_names() -> list[str]:
+    return [limit_name(t) for t in Target]
+
+
+@dataclass(frozen=True)
+class LimitChange:
+    name: str
+    action: str  # "created", "updated" or "unchanged"
+
+
+async def ensure_limits() -> list[LimitChange]:
+    """Create (or repair) one single-slot global concurrency limit per target. Idempotent."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
+    )
+    from prefect.exceptions import ObjectNotFound
+
+    changes: list[LimitChange] = []
+    async with get_client() as client:
+        for name in limit_names():
+            try:
+                live = await client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                await client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=SLOTS_PER_TARGET, active=True)
+                )
+                changes.append(LimitChange(name, "created"))
+                continue
+            if live.limit != SLOTS_PER_TARGET or not live.active:
+                await client.update_global_concurrency_limit(
+                    name, GlobalConcurrencyLimitUpdate(limit=SLOTS_PER_TARGET, active=True)
+                )
+                changes.append(LimitChange(name, "updated"))
+            else:
+                changes.append(LimitChange(name, "unchanged"))
+    return changes
+
+
+@contextlib.contextmanager
+def target_slot(
+    target: Target, wait_seconds: float, flow_run_id: UUID | None = None
+) -> Iterator[None]:
+    """Hold the target's single slot; wait at most `wait_seconds` for it (then RunTimedOut)."""
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+    from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+    from prefect.concurrency.sync import concurrency
+
+    name = limit_name(target)
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run_id) if flow_run_id else None
+    acquired = False
+    try:
+        with concurrency(
+            name,
+            occupy=1,
+            timeout_seconds=max(wait_seconds, 1.0),
+            lease_duration=LEASE_SECONDS,
+            strict=True,
+            holder=holder,
+        ):
+            acquired = True
+            yield
+    except ConcurrencySlotAcquisitionError as exc:
+        if acquired:
+            raise
+        raise ConcurrencyNotConfigured(
+            f"global concurrency limit {name!r} does not exist, so runs for target "
+            f"{target.value!r} could overlap: run `{ENSURE_COMMAND}` (`prefect deploy` runs it)"
+        ) from exc
+    except TimeoutError as exc:
+        if acquired:
+            raise
+        raise RunTimedOut(
+            f"waited {wait_seconds:.0f} s (the run's timeout_seconds) for target "
+            f"{target.value!r}: another run still holds concurrency limit {name!r}"
+        ) from exc
+
+
+# -- run timeout -------------------------------------------------------------------------------
+
+
+def run_with_deadline[T](fn: Callable[[], T], seconds: float, message: str) -> T:
+    """Run `fn`; after `seconds`, interrupt it like Ctrl-C and raise RunTimedOut(message).
+
+    In the main thread (how the worker runs a flow) SIGALRM interrupts even blocking waits;
+    elsewhere a watchdog thread raises the interrupt in the calling thread.
+    """
+    fired = threading.Event()
+    caller = threading.current_thread()
+    disarm: Callable[[], None]
+    if caller is threading.main_thread():
+        # Nest with an alarm someone else armed (Prefect's flow timeout, pytest-timeout): fire
+        # theirs at its time, ours at ours, and hand theirs back when done.
+        start = time.monotonic()
+        previous = signal.getsignal(signal.SIGALRM)
+        previous_left = signal.getitimer(signal.ITIMER_REAL)[0]
+        previous_at = start + previous_left if previous_left else None
+        ours_at = start + max(seconds, 0.001)
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            now = time.monotonic()
+            if now < ours_at and previous_at is not None and now >= previous_at:
+                signal.setitimer(signal.ITIMER_REAL, ours_at - now)
+                if callable(previous):
+                    previous(signum, frame)
+                return
+            fired.set()
+            raise _StopDbt()
+
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, min(ours_at, previous_at or ours_at) - start)
+
+        def disarm() -> None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            if previous_at is not None and previous_at > time.monotonic():
+                signal.setitimer(signal.ITIMER_REAL, previous_at - time.monotonic())
+    else:
+        from prefect._internal.concurrency.cancellation import _send_exception_to_thread
+
+        def interrupt() -> None:
+            fired.set()
+            _send_exception_to_thread(caller, _StopDbt)
+
+        timer = threading.Timer(max(seconds, 0.001), interrupt)
+        timer.daemon = True
+        timer.start()
+        disarm = timer.cancel
+
+    try:
+        try:
+            result = fn()
+        finally:
+            disarm()
+    except BaseException as exc:
+        if fired.is_set():
+            raise RunTimedOut(message) from exc
+        raise
+    if fired.is_set():  # dbt swallowed the interrupt and reported a failure: still a timeout
+        raise RunTimedOut(message)
+    return result
+
+
+# -- warehouse reachability --------------------------------------------------------------------
+
+_BLOCK_FIELD = re.compile(r"^\{\{\s*prefect\.blocks\.([\w-]+)\.([\w-]+)\.([\w]+)\s*\}\}$")
+_VARIABLE = re.compile(r"^\{\{\s*prefect\.variables\.([\w-]+)\s*\}\}$")
+_ENV_VAR = re.compile(  # env_var('NAME', 'default'), optionally piped through a filter
+    r"""^\{\{\s*env_var\(\s*['"](\w+)['"]\s*(?:,\s*['"]([^'"]*)['"])?\s*\)"""
+    r"""\s*(?:\|\s*\w+\s*)*\}\}$"""
+)
+# Only connection facts are resolved here; secrets stay with prefect-dbt.
+_ADDRESS_FIELDS = ("account", "user", "host", "port")
+# Text of Snowflake connector / socket errors that mean "could not reach the service".
+_CONNECTION_MARKERS = (
+    "250001",  # Could not connect to Snowflake backend after N attempt(s)
+    "251012",  # Login request is retryable / timed out
+    "could not connect to snowflake",
+    "failed to establish a new connection",
+    "connection refused",
+    "max retries exceeded",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "connection reset by peer",
+    "connection aborted",
+)
+
+
+@dataclass(frozen=True)
+class WarehouseAddress:
+    """Where a Snowflake target connects, and as whom (no secrets)."""
+
+    target: str
+    account: str
+    user: str
+    host: str
+    port: int
+
+    @property
+    def who(self) -> str:
+        return f"Snowflake account {self.account!r} as user {self.user!r}"
+
+
+async def _resolve(value: Any) -> Any:
+    """One profiles.yml value with its block/variable/env reference replaced (non-secret use)."""
+    if not isinstance(value, str):
+        return value
+    from prefect.client.orchestration import get_client
+
+    if m := _BLOCK_FIELD.match(value):
+        block_type, name, field = m.groups()
+        async with get_client() as client:
+            doc = await client.read_block_document_by_name(name, block_type)
+        return (doc.data or {}).get(field)
+    if m := _VARIABLE.match(value):
+        async with get_client() as client:
+            variable = await client.read_variable_by_name(m.group(1))
+        return variable.value if variable else None
+    if m := _ENV_VAR.match(value):
+        return os.environ.get(m.group(1), m.group(2))
+    return value
+
+
+async def warehouse_address(target: str, settings: Mapping[str, Any]) -> WarehouseAddress | None:
+    """The address a Snowflake target's dbt connection will use; None for other warehouses."""
+    if settings.get("type") != "snowflake":
+        return None
+    resolved = {k: await _resolve(settings.get(k)) for k in _ADDRESS_FIELDS}
+    account = str(resolved["account"] or "")
+    host = resolved["host"] or f"{account}.{SNOWFLAKE_DOMAIN}"
+    return WarehouseAddress(
+        target=target,
+        account=account,
+        user=str(resolved["user"] or ""),
+        host=str(host),
+        port=int(resolved["port"]) if str(resolved["port"] or "").isdigit() else 443,
+    )
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether an error (or one it was raised from) says the warehouse could not be reached."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionError | socket.timeout):
+            return True
+        text = str(seen).lower()
+        if any(marker in text for marker in _CONNECTION_MARKERS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def with_connection_retries[T](
+    fn: Callable[[], T],
+    address: WarehouseAddress | None,
+    log: Callable[[str], None],
+    delays: tuple[float, ...] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call `fn`, retrying connection errors len(delays) times; other errors pass through.
+
+    The last connection error becomes WarehouseUnreachable naming the account and user.
+    """
+    delays = RETRY_DELAYS_SECONDS if delays is None else delays
+    for attempt in range(len(delays) + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if address is None or not is_connection_error(exc):
+                raise
+            if attempt == len(delays):
+                raise WarehouseUnreachable(
+                    f"cannot connect to {address.who} (target {address.target!r}, "
+                    f"{address.host}:{address.port}) after {attempt + 1} attempts: "
+                    f"{_first_line(exc)}. Check the network path and the "
+                    f"snowflake-credentials/connector blocks of target {address.target!r}."
+                ) from exc
+            log(
+                f"cannot connect to {address.who} (attempt {attempt + 1} of "
+                f"{len(delays) + 1}): {_first_line(exc)}; retrying in {delays[attempt]:.0f} s"
+            )
+            sleep(delays[attempt])
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def probe(address: WarehouseAddress, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    """Open (and close) a TCP connection to the warehouse: fails fast instead of hanging in dbt."""
+    try:
+        with socket.create_connection((address.host, address.port), timeout=timeout):
+            return
+    except OSError as exc:
+        raise ConnectionError(f"{address.host}:{address.port}: {exc}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+# -- the guarded run ---------------------------------------------------------------------------
+
+
+def executed_node_count(result: Any) -> int:
+    """Nodes dbt executed, from the flow's result (counts by status, or an object with them)."""
+    counts = result if isinstance(result, Mapping) else getattr(result, "counts", None)
+    if isinstance(counts, Mapping):
+        return sum(int(v) for v in counts.values() if isinstance(v, int))
+    return 1  # unknown shape: never turn a run into a failure on a guess
+
+
+def guarded_run[T](
+    target: Target,
+    run: Callable[[], T],
+    timeout_seconds: float,
+    target_settings: Mapping[str, Any],
+    what: str,
+    log: Callable[[str], None],
+    flow_run_id: UUID | None = None,
+) -> T:
+    """Run dbt for `target` within the run's timeout, alone on its target, retrying only
+    connection errors; a Snowflake target's warehouse is probed before anything waits."""
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    started = time.monotonic()
+
+    def remaining() -> float:
+        return timeout_seconds - (time.monotonic() - started)
+
+    from flows.profiles import block_refs, check_blocks_exist
+
+    # Missing blocks first: their message names the script that registers them.
+    run_coro_as_sync(check_blocks_exist(block_refs(target_settings), target.value))
+    address = run_coro_as_sync(warehouse_address(target.value, target_settings))
+    if address is not None:
+        with_connection_retries(lambda: probe(address), address, log)
+    log(f"waiting for concurrency limit {limit_name(target)!r} (one run per target at a time)")
+    with target_slot(target, remaining(), flow_run_id):
+        log(f"holding {limit_name(target)!r}; {what} has {remaining():.0f} s left of its timeout")
+        try:
+            return run_with_deadline(
+                lambda: with_connection_retries(run, address, log),
+                remaining(),
+                f"{what} stopped: the run exceeded its timeout of {timeout_seconds:.0f} s "
+                "(parameter timeout_seconds)",
+            )
+        finally:
+            log(f"released {limit_name(target)!r}")

@@ -1,0 +1,27 @@
+"""`python -m migration concurrency ensure`: the per-target concurrency limits runs rely on.
+
+prefect.yaml cannot declare global concurrency limits, so `prefect deploy` creates them in a build
+step (prefect.yaml runs this command), against whatever server it deploys to: the local stack of
+`make run` and Prefect Cloud alike. One limit per `flows.invocation.Target`; see flows/guards.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+
+def ensure_main() -> int:
+    from flows.guards import SLOTS_PER_TARGET, ensure_limits
+
+    for change in asyncio.run(ensure_limits()):
+        print(f"concurrency limit {change.name} ({SLOTS_PER_TARGET} slot): {change.action}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "concurrency", help="create the one-run-per-target concurrency limits (deploy build step)"
+    )
+    parser.add_argument("action", choices=["ensure"])
+    parser.set_defaults(handler=lambda args: ensure_main())

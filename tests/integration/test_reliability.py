@@ -1,0 +1,343 @@
+"""Reliability on the real local server and real dbt: bad input stops before dbt, one run per
+target at a time, the run timeout, a killed run, an unreachable warehouse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows import guards
+from flows.invocation import Target
+from migration import project
+from migration.local_stack import LocalStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+ONE_SEED = "raw_brands"  # the cheapest real dbt node: a few rows of CSV
+
+
+@pytest.fixture
+def warehouse(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stack: LocalStack) -> Path:
+    """Runs in this process write their own DuckDB file (one writer per file)."""
+    path = tmp_path / "williamgrant.duckdb"
+    monkeypatch.setenv("WG_DUCKDB_PATH", str(path))
+    return path
+
+
+def run_flow(**parameters: Any) -> Any:
+    """One real flow run (in this process, on the session server); returns its final state."""
+    from flows.dbt_williamgrant import dbt_williamgrant
+
+    return dbt_williamgrant(**parameters, return_state=True)
+
+
+async def _task_runs(flow_run_id: Any) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as client:
+        return await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+
+
+async def _active_slots(target: Target) -> int:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        limit = await client.read_global_concurrency_limit_by_name(guards.limit_name(target))
+        return int(limit.active_slots)
+
+
+# -- bad input: Failed before dbt starts, naming the parameter ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parameters", "expected"),
+    [
+        ({"vars": ["reporting_currency", "USD"]}, "vars: Input should be a valid dictionary"),
+        ({"select": ["-x"]}, "parameter 'select': '-x' is not a dbt selector"),
+        ({"exclude": ["stg_brands;touch /tmp/pwned"]}, "parameter 'exclude'"),
+        ({"select": [" "]}, "parameter 'select': empty selector"),
+        ({"command": "test", "full_refresh": True}, "`dbt test` has no --full-refresh"),
+        ({"state": "/nonexistent/prod-manifest"}, "parameter 'state'"),
+        ({"select": ["stg_brands\x1b[2J"]}, "parameter 'select': contains control characters"),
+        ({"vars": {"blob": "x" * 100_000}}, "more than 65536"),
+    ],
+    ids=["vars-list", "leading-dash", "shell", "empty", "full-refresh", "state", "ctrl", "huge"],
+)
+def test_bad_input_fails_the_run_before_dbt_naming_the_parameter(
+    warehouse: Path, parameters: dict[str, Any], expected: str
+) -> None:
+    state = run_flow(**{"target": "local", **parameters})
+    assert state.is_failed()
+    assert expected in state.message
+    assert asyncio.run(_task_runs(state.state_details.flow_run_id)) == []  # no dbt node ran
+    assert not warehouse.exists()  # dbt never opened the warehouse
+
+
+def test_server_rejects_an_unknown_command_naming_the_allowed_ones(stack: LocalStack) -> None:
+    done = stack.prefect(
+        "deployment", "run", project.deployment_full_name(), "--param", "command=deploy",
+        check=False,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "'deploy' is not one of" in output, output
+    assert all(f"'{c}'" in output for c in ("build", "run", "test", "seed")), output
+
+
+def test_a_selector_matching_no_node_fails_the_run_with_a_clear_message(warehouse: Path) -> None:
+    state = run_flow(target="local", command="build", select=["raw_brand"])
+    assert state.is_failed()
+    assert "parameter 'select': 'raw_brand' matches no enabled node" in state.message
+
+
+def test_a_missing_block_for_the_target_fails_before_dbt_naming_the_script(
+    stack: LocalStack,
+) -> None:
+    name = f"wg-missing-{uuid.uuid4().hex[:8]}"
+    settings = {
+        "type": "snowflake",
+        "account": f"{{{{ prefect.blocks.snowflake-credentials.{name}.account }}}}",
+    }
+    from flows.profiles import ProfileError
+
+    with pytest.raises(ProfileError) as caught:
+        guards.guarded_run(Target.dev, lambda: None, 60, settings, "dbt build", print)
+    assert f"block snowflake-credentials/{name} not found" in str(caught.value)
+    assert "blocks/register_snowflake.py --target dev" in str(caught.value)
+
+
+# -- overlap -----------------------------------------------------------------------------------
+
+
+def test_the_deploy_created_one_single_slot_limit_per_target(stack: LocalStack) -> None:
+    from prefect.client.orchestration import get_client
+
+    async def limits() -> dict[str, int]:
+        async with get_client() as client:
+            return {
+                limit.name: limit.limit for limit in await client.read_global_concurrency_limits()
+            }
+
+    live = asyncio.run(limits())
+    assert {name: live.get(name) for name in guards.limit_names()} == {
+        name: 1 for name in guards.limit_names()
+    }
+
+
+def test_a_run_waits_for_its_target_and_times_out_naming_the_holder(warehouse: Path) -> None:
+    with guards.target_slot(Target.local, wait_seconds=30):  # another run of target local
+        state = run_flow(target="local", command="seed", select=[ONE_SEED], timeout_seconds=3)
+    assert state.name == "TimedOut"
+    assert guards.limit_name(Target.local) in state.message
+    assert asyncio.run(_task_runs(state.state_details.flow_run_id)) == []
+    assert asyncio.run(_active_slots(Target.local)) == 0
+
+
+def test_another_target_busy_does_not_block_this_one(warehouse: Path) -> None:
+    with guards.target_slot(Target.prod, wait_seconds=30):  # a prod build is running
+        state = run_flow(target="local", command="seed", select=[ONE_SEED])
+    assert state.is_completed(), state.message
+    assert asyncio.run(_active_slots(Target.prod)) == 0
+
+
+def _interval(logs: list[Any], start: str, end: str) -> tuple[datetime, datetime]:
+    started = next(log.timestamp for log in logs if start in log.message)
+    ended = next(log.timestamp for log in logs if end in log.message)
+    return started, ended
+
+
+async def _trigger_many(n: int, parameters: dict[str, Any], timeout: float) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.deployments import run_deployment
+
+    runs = await asyncio.gather(
+        *(
+            run_deployment(project.deployment_full_name(), parameters=parameters, timeout=0)  # type: ignore[misc]
+            for _ in range(n)
+        )
+    )
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while True:
+            states = [await client.read_flow_run(r.id) for r in runs]
+            if all(s.state and s.state.is_final() for s in states):
+                break
+            assert time.monotonic() < deadline, [s.state.name for s in states if s.state]
+            await asyncio.sleep(2)
+        out = []
+        for run in states:
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])),
+                sort=LogSort.TIMESTAMP_ASC,
+            )
+            out.append((run, logs, await _task_runs(run.id)))
+        return out
+
+
+def test_five_concurrent_triggers_never_run_dbt_at_the_same_time(stack: LocalStack) -> None:
+    """Through the worker (no worker concurrency limit: all 5 start), one tiny seed each."""
+    results = asyncio.run(
+        _trigger_many(5, {"target": "local", "command": "seed", "select": [ONE_SEED]}, 900)
+    )
+    assert [run.state.name for run, _, _ in results] == ["Completed"] * 5, [
+        (run.state.name, run.state.message) for run, _, _ in results
+    ]
+    holds = sorted(_interval(logs, "holding", "released") for _, logs, _ in results)
+    for (_, previous_end), (next_start, _) in itertools.pairwise(holds):
+        assert previous_end <= next_start, holds  # never two dbt executions for one target
+    nodes = sorted((tr.start_time, tr.end_time) for _, _, task_runs in results for tr in task_runs)
+    assert len(nodes) == 5
+    for (_, previous_end), (next_start, _) in itertools.pairwise(nodes):
+        assert previous_end <= next_start, nodes
+    waited = [logs for _, logs, _ in results]
+    assert all(any("waiting for concurrency limit" in log.message for log in run) for run in waited)
+
+
+# -- timeout -----------------------------------------------------------------------------------
+
+
+def test_the_run_timeout_stops_dbt_and_marks_the_run_timed_out(warehouse: Path) -> None:
+    state = run_flow(target="local", command="build", timeout_seconds=8)
+    assert state.name == "TimedOut"
+    assert "exceeded its timeout of 8 s (parameter timeout_seconds)" in state.message
+    built = [tr for tr in asyncio.run(_task_runs(state.state_details.flow_run_id))]
+    assert len([tr for tr in built if tr.state and tr.state.is_completed()]) < 40
+    assert asyncio.run(_active_slots(Target.local)) == 0  # the slot is not leaked
+
+
+# -- warehouse unreachable ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def snowflake_blocks(port: int) -> Iterator[dict[str, Any]]:
+    """Real SnowflakeCredentials/Connector blocks with unique names, and a target's settings
+    that reference them (as profiles.yml does) with the host pointed at `port`."""
+    from prefect_snowflake import SnowflakeConnector, SnowflakeCredentials
+
+    name = f"wg-reliability-{uuid.uuid4().hex[:8]}"
+    credentials = SnowflakeCredentials(account="wg12345", user="DBT_DEV", password="not-real")
+    credentials.save(name)
+    SnowflakeConnector(
+        credentials=credentials, database="WG_DEV", warehouse="WG_XS", schema="DBT"
+    ).save(name)
+    try:
+        yield {
+            "type": "snowflake",
+            "account": f"{{{{ prefect.blocks.snowflake-credentials.{name}.account }}}}",
+            "user": f"{{{{ prefect.blocks.snowflake-credentials.{name}.user }}}}",
+            "host": "127.0.0.1",
+            "port": port,
+        }
+    finally:
+        for kind in ("snowflake-credentials", "snowflake-connector"):
+            with contextlib.suppress(Exception):
+                asyncio.run(_delete_block(kind, name))
+
+
+async def _delete_block(kind: str, name: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        doc = await client.read_block_document_by_name(name, kind)
+        await client.delete_block_document(doc.id)
+
+
+def test_an_unreachable_warehouse_fails_fast_naming_account_and_user(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = int(s.getsockname()[1])
+    monkeypatch.setattr(guards, "RETRY_DELAYS_SECONDS", (0.1, 0.1))
+    logs: list[str] = []
+    dbt_calls: list[int] = []
+    with snowflake_blocks(closed) as settings, pytest.raises(guards.WarehouseUnreachable) as err:
+        guards.guarded_run(
+            Target.dev, lambda: dbt_calls.append(1), 600, settings, "dbt build", logs.append
+        )
+    message = str(err.value)
+    assert message.startswith("cannot connect to Snowflake account 'wg12345' as user 'DBT_DEV'")
+    assert f"127.0.0.1:{closed}" in message and "after 3 attempts" in message
+    assert dbt_calls == []  # dbt never started
+    assert sum("retrying" in line for line in logs) == 2  # bounded: 2 retries, then give up
+    assert asyncio.run(_active_slots(Target.dev)) == 0
+
+
+# -- crash -------------------------------------------------------------------------------------
+
+
+def _engine_pids(flow_run_id: str) -> list[int]:
+    """PIDs of the process(es) executing this flow run (children of the session's worker)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in environ and b"prefect" in cmdline:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def test_a_killed_run_ends_crashed_and_frees_its_target(stack: LocalStack, warehouse: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    async def scenario() -> tuple[Any, int]:
+        run = await run_deployment(  # type: ignore[misc]
+            project.deployment_full_name(),
+            parameters={"target": "local", "command": "build"},
+            timeout=0,
+        )
+        async with get_client() as client:
+            deadline = time.monotonic() + 600
+            while True:  # wait until dbt has built some nodes, i.e. is mid-build
+                done = [
+                    tr for tr in await _task_runs(run.id) if tr.state and tr.state.is_completed()
+                ]
+                if len(done) >= 3:
+                    break
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.5)
+            pids = _engine_pids(str(run.id))
+            assert pids, "flow-run process not found"
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            while True:
+                live = await client.read_flow_run(run.id)
+                if live.state and live.state.is_final():
+                    break
+                assert time.monotonic() < deadline
+                await asyncio.sleep(1)
+            # the slot's lease lapses without renewal; the server frees it (LEASE_SECONDS + 15 s)
+            while await _active_slots(Target.local) != 0:
+                assert time.monotonic() < deadline, "slot still held after the crash"
+                await asyncio.sleep(2)
+            return live, len(done)
+
+    crashed, _ = asyncio.run(scenario())
+    assert crashed.state.name == "Crashed", crashed.state
+    # the next run of the target is not blocked by the dead one
+    state = run_flow(target="local", command="seed", select=[ONE_SEED], timeout_seconds=120)
+    assert state.is_completed(), state.message
