@@ -1,0 +1,444 @@
+"""`make bench` = `python -m migration bench`: the cost of per-node visibility, and start-up.
+
+For each size in BENCH_SIZES (default "100 500 2000") a synthetic project
+(migration/synthetic_project.py) is built, then measured alternating A/B in one process, so
+machine noise hits both modes alike:
+
+- `plain`: the `dbt build` CLI on the project (fresh DuckDB file per run);
+- `flow`:  the project's flow exactly as deployed, `flows.dbt_williamgrant.dbt_williamgrant(
+           target="local")`, in a copy of this repository whose tenants/dbt_williamgrant is the
+           synthetic project, against a local Prefect server. Its wall time is the flow call
+           (flow run creation, profile checks, dbt, per-node reporting drained); interpreter
+           and import start-up is not in it (the trigger path below measures that).
+
+`flow_over_plain_<N>` is the ratio of the medians. Then, unless --no-trigger, the full
+deployment path on the tenant project: deploy prefect.yaml to the local server, start a process
+worker, trigger two runs (the first warms the worker's caches) and split the second into
+phases from its state history. Results go to bench/results.json and a table to stdout.
+Benchmarks are not tests: nothing here asserts a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from migration.local_stack import LocalStack, free_port
+from migration.project import PROJECT_DIR, REPO_ROOT
+from migration.synthetic_project import SyntheticProject, write_project
+
+DEFAULT_SIZES = "100 500 2000"
+DEFAULT_RESULTS = REPO_ROOT / "bench" / "results.json"
+MODES = ("plain", "flow")
+TENANT_RELATIVE = PROJECT_DIR.relative_to(REPO_ROOT)
+RESULT_PREFIX = "BENCH_RESULT "
+
+# Runs in the child: the deployed flow function, imported from the repository copy.
+_FLOW_CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from flows.dbt_williamgrant import dbt_williamgrant
+started = time.monotonic()
+state = dbt_williamgrant(target="local", return_state=True)
+print(sys.argv[2] + json.dumps({
+    "wall_s": time.monotonic() - started,
+    "state": state.name,
+    "flow_run_id": str(state.state_details.flow_run_id),
+}))
+"""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    mode: str
+    wall_s: float
+    process_wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    ok: bool
+    flow_run_id: str | None = None  # flow mode: where its per-node task runs are
+
+
+def _run_measured(
+    argv: list[str], env: dict[str, str], cwd: Path
+) -> tuple[float, float, float, int, str]:
+    """Run a child; return (wall, user+sys CPU, peak RSS MB, exit code, stdout)."""
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - started
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    # ru_maxrss is KiB on Linux: the largest resident set of the child (or a waited-for child).
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, text
+
+
+def measure_plain(project: SyntheticProject, env: dict[str, str], warehouse: Path) -> Measurement:
+    dbt = str(Path(sys.executable).parent / "dbt")
+    argv = [dbt, "build", "--project-dir", str(project.path), "--profiles-dir", str(project.path)]
+    wall, cpu, rss, code, text = _run_measured(
+        argv, {**env, "WG_DUCKDB_PATH": str(warehouse)}, project.path
+    )
+    if code != 0:
+        print(text[-3000:], file=sys.stderr)
+    return Measurement("plain", wall, wall, cpu, rss, code == 0)
+
+
+def measure_flow(repo_copy: Path, env: dict[str, str], warehouse: Path) -> Measurement:
+    argv = [sys.executable, "-c", _FLOW_CHILD, str(repo_copy), RESULT_PREFIX]
+    wall, cpu, rss, code, text = _run_measured(
+        argv, {**env, "WG_DUCKDB_PATH": str(warehouse)}, repo_copy
+    )
+    result = next(
+        (json.loads(line[len(RESULT_PREFIX) :]) for line in text.splitlines()
+         if line.startswith(RESULT_PREFIX)),
+        None,
+    )  # fmt: skip
+    ok = code == 0 and result is not None and result["state"] == "Completed"
+    if not ok:
+        print(text[-3000:], file=sys.stderr)
+    flow_wall = float(result["wall_s"]) if result else wall
+    run_id = str(result["flow_run_id"]) if result else None
+    return Measurement("flow", flow_wall, wall, cpu, rss, ok, run_id)
+
+
+def repository_files() -> list[str]:
+    """This working tree's files (tracked + untracked, not ignored), relative to the root."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, check=True, capture_output=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    return [f for f in files if f and (REPO_ROOT / f).is_file()]
+
+
+def repository_copy(dest: Path, project: Path, flows: Path = REPO_ROOT / "flows") -> Path:
+    """This working tree with `project` in place of the tenant dbt project (and `flows` in
+    place of flows/, to measure a candidate change)."""
+    for name in repository_files():
+        if Path(name).is_relative_to(TENANT_RELATIVE) or Path(name).is_relative_to("flows"):
+            continue
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, dest / name)
+    shutil.copytree(flows, dest / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / TENANT_RELATIVE).parent.mkdir(parents=True, exist_ok=True)
+    (dest / TENANT_RELATIVE).symlink_to(project, target_is_directory=True)
+    return dest
+
+
+def snapshot_repository(dest: Path) -> Path:
+    """This working tree (tracked + untracked, not ignored) as one git commit: what a worker's
+    git_clone pulls, so the trigger path runs the code being benchmarked."""
+    for name in repository_files():
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, dest / name)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "bench"]):
+        subprocess.run([*git, *args], cwd=dest, check=True)
+    return dest
+
+
+def median_ratio(
+    runs: Sequence[Measurement], metric: str = "wall_s"
+) -> tuple[dict[str, float], float | None]:
+    """Median of `metric` per mode (successful runs only) and flow / plain."""
+    medians = {
+        mode: statistics.median(getattr(r, metric) for r in runs if r.mode == mode and r.ok)
+        for mode in MODES
+        if any(r.mode == mode and r.ok for r in runs)
+    }
+    if "plain" in medians and "flow" in medians and medians["plain"] > 0:
+        return medians, round(medians["flow"] / medians["plain"], 3)
+    return medians, None
+
+
+def bench_size(
+    models: int, repeats: int, env: dict[str, str], work: Path, out: Any, flows: Path
+) -> dict[str, Any]:
+    project = write_project(work / f"project-{models}", models)
+    repo_copy = repository_copy(work / f"repo-{models}", project.path, flows)
+    warehouses = work / f"warehouse-{models}"
+    warehouses.mkdir()
+    # Unmeasured warm-up: dbt writes its partial-parse state, as on any machine that ran before.
+    measure_plain(project, env, warehouses / "warmup.duckdb")
+    runs: list[Measurement] = []
+    for i in range(repeats):
+        order = MODES if i % 2 == 0 else tuple(reversed(MODES))
+        for mode in order:
+            warehouse = warehouses / f"{mode}-{i}.duckdb"
+            m = (
+                measure_plain(project, env, warehouse)
+                if mode == "plain"
+                else measure_flow(repo_copy, env, warehouse)
+            )
+            runs.append(m)
+            status = "ok" if m.ok else "FAILED"
+            print(
+                f"  {models:>5} models  {mode:<5} run {i + 1}/{repeats}: {m.wall_s:7.1f} s"
+                f"  cpu {m.cpu_s:6.1f} s  rss {m.peak_rss_mb:6.0f} MB  {status}",
+                file=out, flush=True,
+            )  # fmt: skip
+    medians, ratio = median_ratio(runs)
+    # CPU seconds (user + sys of the whole process tree) barely move with machine load, unlike
+    # wall time: on a shared machine they are the steadier signal of what the flow adds.
+    cpu_medians, cpu_ratio = median_ratio(runs, "cpu_s")
+    return {
+        "models": project.models,
+        "nodes": project.nodes,
+        "median_wall_s": {k: round(v, 2) for k, v in medians.items()},
+        "flow_over_plain": ratio,
+        "median_cpu_s": {k: round(v, 2) for k, v in cpu_medians.items()},
+        "cpu_flow_over_plain": cpu_ratio,
+        "runs": [asdict(r) for r in runs],
+    }
+
+
+def pip_noop_seconds(env: dict[str, str]) -> float:
+    """What the pull step's pip_install_requirements costs when everything is installed."""
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-r", str(REPO_ROOT / "requirements.txt")],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    return round(time.monotonic() - started, 2)
+
+
+async def _trigger_phases(stack: LocalStack) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.deployments import run_deployment
+
+    from migration.project import deployment_full_name
+
+    triggered = datetime.now(UTC)
+    flow_run = await run_deployment(  # type: ignore[misc]
+        deployment_full_name(), parameters={"target": "local"}, timeout=900, poll_interval=1
+    )
+    async with get_client() as client:
+        states = await client.read_flow_run_states(flow_run.id)
+        task_runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+        )
+    at = {s.type.value: s.timestamp for s in states}
+    starts = [t.start_time for t in task_runs if t.start_time]
+    first_node = min(starts) if starts else None
+    final = states[-1] if states else None
+
+    def seconds(a: datetime | None, b: datetime | None) -> float | None:
+        return round((b - a).total_seconds(), 2) if a and b else None
+
+    return {
+        "flow_run_id": str(flow_run.id),
+        "state": final.name if final else "Unknown",
+        "nodes": len(task_runs),
+        "trigger_to_dbt_start_s": seconds(triggered, first_node),
+        "trigger_to_completed_s": seconds(triggered, final.timestamp if final else None),
+        "phases_s": {
+            "trigger_to_picked_up": seconds(triggered, at.get("PENDING")),
+            "picked_up_to_flow_running (pull steps, imports)": seconds(
+                at.get("PENDING"), at.get("RUNNING")
+            ),
+            "flow_running_to_first_node (profiles, dbt parse)": seconds(
+                at.get("RUNNING"), first_node
+            ),
+            "first_node_to_final": seconds(first_node, final.timestamp if final else None),
+        },
+    }
+
+
+def bench_trigger(stack: LocalStack, out: Any) -> dict[str, Any]:
+    """Deploy prefect.yaml, start a worker, trigger twice; the second (warm) run is reported."""
+    stack.ensure_pool()
+    stack.deploy()
+    stack.start_worker()
+    os.environ.update({k: v for k, v in stack.env().items() if k.startswith("PREFECT_")})
+    cold = asyncio.run(_trigger_phases(stack))
+    print(f"  trigger (cold worker): {json.dumps(cold)}", file=out, flush=True)
+    warm = asyncio.run(_trigger_phases(stack))
+    print(f"  trigger (warm worker): {json.dumps(warm)}", file=out, flush=True)
+    return {"cold": cold, "warm": warm}
+
+
+def machine_info() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    uptime = Path("/proc/uptime").read_text().split()[0] if Path("/proc/uptime").exists() else ""
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "uptime_s": float(uptime) if uptime else None,
+        "versions": {p: version(p) for p in ("prefect", "prefect-dbt", "dbt-core", "dbt-duckdb")},
+    }
+
+
+def run_bench(
+    sizes: Sequence[int],
+    repeats: int,
+    results_path: Path,
+    trigger: bool = True,
+    api_url: str | None = None,
+    out: Any = sys.stdout,
+    flows: Path = REPO_ROOT / "flows",
+) -> dict[str, Any]:
+    started = datetime.now(UTC)
+    results: dict[str, Any] = {
+        "started": started.isoformat(),
+        "flows": str(flows),
+        "machine_start": machine_info(),
+    }
+    with tempfile.TemporaryDirectory(prefix="wg-bench-") as tmp:
+        work = Path(tmp)
+        stack = LocalStack(
+            home=work / "stack",
+            port=free_port(),
+            repository=snapshot_repository(work / "repository") if trigger else REPO_ROOT,
+        )
+        env = stack.env()
+        (stack.home / "prefect").mkdir(parents=True, exist_ok=True)
+        if api_url:
+            env["PREFECT_API_URL"] = api_url
+        try:
+            if not api_url:
+                print(f"starting a Prefect server on {stack.api_url} ...", file=out, flush=True)
+                stack.start_server(timeout=600)  # a loaded machine starts it slowly
+            # The flow holds its target's concurrency slot: the limits must exist (as deployed).
+            subprocess.run(
+                [sys.executable, "-m", "migration", "concurrency", "ensure"],
+                env=env, cwd=REPO_ROOT, check=True, capture_output=True,
+            )  # fmt: skip
+            per_size: dict[str, Any] = {}
+            for models in sizes:
+                print(f"size {models}:", file=out, flush=True)
+                per_size[str(models)] = bench_size(models, repeats, env, work, out, flows)
+                results[f"flow_over_plain_{models}"] = per_size[str(models)]["flow_over_plain"]
+                results[f"cpu_flow_over_plain_{models}"] = per_size[str(models)][
+                    "cpu_flow_over_plain"
+                ]
+            results["sizes"] = per_size
+            rss = [r["peak_rss_mb"] for s in per_size.values() for r in s["runs"]]
+            results["peak_rss_mb"] = round(max(rss), 1) if rss else None
+            results["peak_rss_mb_by_mode"] = {
+                mode: round(max(r["peak_rss_mb"] for s in per_size.values() for r in s["runs"]
+                                if r["mode"] == mode), 1)
+                for mode in MODES
+                if any(r["mode"] == mode for s in per_size.values() for r in s["runs"])
+            }  # fmt: skip
+            results["pip_noop_s"] = pip_noop_seconds(env)
+            results["trigger_to_dbt_start_s"] = None
+            results["trigger_to_completed_s"] = None
+            if trigger and not api_url:
+                print("trigger path (tenant project, through the worker):", file=out, flush=True)
+                runs = bench_trigger(stack, out)
+                results["trigger"] = runs
+                results["trigger_to_dbt_start_s"] = runs["warm"]["trigger_to_dbt_start_s"]
+                results["trigger_to_completed_s"] = runs["warm"]["trigger_to_completed_s"]
+        finally:
+            stack.stop()
+    results["machine_end"] = machine_info()
+    results["elapsed_s"] = round((datetime.now(UTC) - started).total_seconds(), 1)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results, out)
+    print(f"results: {results_path}", file=out)
+    return results
+
+
+def print_table(results: dict[str, Any], out: Any) -> None:
+    print(
+        f"\n{'models':>7} {'nodes':>6} {'plain s':>9} {'flow s':>9} {'flow/plain':>11}"
+        f" {'cpu flow/plain':>15}",
+        file=out,
+    )
+    for size in results.get("sizes", {}).values():
+        med, nan = size["median_wall_s"], float("nan")
+        print(
+            f"{size['models']:>7} {size['nodes']:>6} {med.get('plain', nan):>9.1f}"
+            f" {med.get('flow', nan):>9.1f} {size['flow_over_plain'] or nan:>11.2f}"
+            f" {size['cpu_flow_over_plain'] or nan:>15.2f}",
+            file=out,
+        )
+    for key in ("trigger_to_dbt_start_s", "trigger_to_completed_s", "pip_noop_s", "peak_rss_mb"):
+        print(f"{key}: {results.get(key)}", file=out)
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"BENCH_SIZES must be whole numbers of models, got {text!r}") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise ValueError(f"BENCH_SIZES must list positive model counts, got {text!r}")
+    return sizes
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        sizes = parse_sizes(args.sizes)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    results = run_bench(
+        sizes,
+        args.repeats,
+        Path(args.results),
+        trigger=not args.no_trigger,
+        api_url=args.api_url,
+        flows=Path(args.flows_dir),
+    )
+    failed = [
+        f"{s['models']} models {r['mode']} run"
+        for s in results["sizes"].values() for r in s["runs"] if not r["ok"]
+    ]  # fmt: skip
+    if failed:
+        print("failed runs: " + ", ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "bench", help="benchmark the flow against plain dbt on synthetic projects (make bench)"
+    )
+    parser.add_argument(
+        "--sizes",
+        default=os.environ.get("BENCH_SIZES", DEFAULT_SIZES),
+        help="model counts to benchmark (env BENCH_SIZES, default %(default)r)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=int(os.environ.get("BENCH_REPEATS", "3")),
+        help="A/B pairs per size; medians are reported (env BENCH_REPEATS, default %(default)s)",
+    )
+    parser.add_argument("--results", default=str(DEFAULT_RESULTS), help="results JSON path")
+    parser.add_argument(
+        "--no-trigger", action="store_true", help="skip the deployment/worker trigger path"
+    )
+    parser.add_argument(
+        "--api-url",
+        help="use this running Prefect server for the flow runs instead of starting one "
+        "(implies no trigger path)",
+    )
+    parser.add_argument(
+        "--flows-dir",
+        default=str(REPO_ROOT / "flows"),
+        help="benchmark the flows package in this directory, e.g. a candidate change "
+        "(default: this repository's flows/)",
+    )
+    parser.set_defaults(handler=main)

@@ -1,0 +1,46 @@
+"""`make bench` end to end on a tiny size: the harness runs plain dbt and the deployed flow
+side by side and writes bench/results.json. Benchmarks are not tests: the shape is asserted,
+never a timing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from migration.bench import run_bench
+from migration.local_stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+
+async def task_run_states(flow_run_id: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return [r.state_name or "" for r in runs]
+
+
+def test_bench_writes_results_with_a_ratio_per_size(stack: LocalStack, tmp_path: Path) -> None:
+    results_path = tmp_path / "bench" / "results.json"
+    run_bench([10], repeats=1, results_path=results_path, trigger=False, api_url=stack.api_url)
+
+    results = json.loads(results_path.read_text())
+    assert results["flow_over_plain_10"] > 0
+    size = results["sizes"]["10"]
+    assert (size["models"], size["nodes"]) == (10, 18)
+    assert sorted(r["mode"] for r in size["runs"]) == ["flow", "plain"]
+    assert all(r["ok"] for r in size["runs"]), size["runs"]
+    assert results["peak_rss_mb"] > 0 and results["pip_noop_s"] > 0
+    assert set(results) >= {"trigger_to_dbt_start_s", "trigger_to_completed_s", "machine_start"}
+    assert results["machine_start"]["versions"]["prefect"]
+    # The flow run it measured shows every dbt node (seeds, models, tests) as its own run.
+    flow = next(r for r in size["runs"] if r["mode"] == "flow")
+    states = asyncio.run(task_run_states(flow["flow_run_id"]))
+    assert len(states) == size["nodes"] and set(states) == {"Completed"}
