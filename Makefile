@@ -2,14 +2,15 @@
 PYTHON_VERSION := $(shell cat .python-version)
 VENV           := .venv
 PY             := $(VENV)/bin/python
-STAMP          := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+# Keyed on the content of the pins (not mtimes): a fresh clone or touched file reuses a good venv.
+STAMP          := $(VENV)/.installed-$(shell cat .python-version requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 export PATH    := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup run stop test lint deploy cloud-deploy cloud-quickstart pins bench
 
 # A venv on the Python .python-version names (pyenv, python3.12 or uv's managed Python).
 setup: $(STAMP)
-$(STAMP): requirements.txt requirements-dev.txt .python-version
+$(STAMP):
 	@py=$$(command -v python$(PYTHON_VERSION) || command -v python3); \
 	  $$py -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(PYTHON_VERSION)" else "need Python $(PYTHON_VERSION), found " + v + " at " + sys.executable)' \
 	  && $$py -m venv --clear $(VENV)
@@ -28,6 +29,7 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(PY) -m detect_secrets.pre_commit_hook --baseline .secrets.baseline $$(git ls-files --cached --others --exclude-standard)
 
 test: setup lint
 	$(PY) -m pytest
@@ -35,6 +37,7 @@ test: setup lint
 # Deploy prefect.yaml to whatever PREFECT_API_URL points at (the work pool must exist).
 deploy: setup
 	$(PY) -m prefect --no-prompt deploy --all
+	$(PY) -m migration notifications apply
 
 # Prefect Cloud (PREFECT_API_URL/PREFECT_API_KEY set, e.g. by `prefect cloud login`): managed
 # pool, block check, deploy. DRY_RUN=1 prints every command and changes nothing.
@@ -49,3 +52,8 @@ cloud-quickstart: setup
 pins: setup
 	$(PY) -m uv pip compile requirements.in --python-version $(PYTHON_VERSION) --no-header -q -o requirements.txt
 	$(PY) -m uv pip compile requirements-dev.in --python-version $(PYTHON_VERSION) --no-header -q -o requirements-dev.txt
+
+# Per-node visibility vs plain dbt on synthetic projects, plus the trigger path through a worker.
+# BENCH_SIZES (model counts, default "100 500 2000"), BENCH_REPEATS (A/B pairs, default 3).
+bench: setup
+	$(PY) -m migration bench

@@ -7,22 +7,47 @@ per-schedule parameters live in prefect.yaml, not here.
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
+from prefect.states import Failed, State
 from prefect.utilities.asyncutils import run_coro_as_sync
-from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+from pydantic import Field
 
-from flows.invocation import DbtCommand, DbtInvocation, Target, build_invocation
-from flows.profiles import block_refs, check_blocks_exist, write_scoped_profiles
+from flows import artifact_store, guards, notify, schedule_guard
+from flows.failures import Failure, FailureKind, failure_of
+from flows.invocation import (
+    DbtCommand,
+    DbtInvocation,
+    Target,
+    build_invocation,
+    require_selected_nodes,
+)
+from flows.node_reporter import run_dbt_with_node_reporting
+from flows.profiles import (
+    fit_to_registered_blocks,
+    load_profiles,
+    scope_to_target,
+    write_scoped_profiles,
+)
+from flows.summary import RunSummary, summarize
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_DIR = REPO_ROOT / "tenants" / "dbt_williamgrant"
 PROFILE_NAME = "dbt_williamgrant"
 FLOW_NAME = "dbt-williamgrant"
+# Set to a copy of the project to build that instead (the tests break models in a copy).
+PROJECT_DIR_ENV = "WG_DBT_PROJECT_DIR"
+TARGET_DIR = "target"  # dbt_project.yml target-path
+# Commands whose failed nodes `dbt retry` can re-run.
+RETRYABLE_COMMANDS = frozenset(
+    {DbtCommand.build, DbtCommand.run, DbtCommand.test, DbtCommand.seed, DbtCommand.snapshot}
+)
 
 
 def node_counts(result: Any) -> dict[str, int]:
@@ -31,35 +56,204 @@ def node_counts(result: Any) -> dict[str, int]:
     return dict(sorted(Counter(str(getattr(r.status, "value", r.status)) for r in results).items()))
 
 
-def run_dbt(invocation: DbtInvocation, project_dir: Path = PROJECT_DIR) -> dict[str, int]:
-    """Run one validated invocation through PrefectDbtRunner with a target-scoped profile."""
+def project_dir_in_use() -> Path:
+    """The dbt project a run builds: this repository's, or PROJECT_DIR_ENV (tests use a copy)."""
+    override = os.environ.get(PROJECT_DIR_ENV, "").strip()
+    return Path(override).resolve() if override else PROJECT_DIR
+
+
+def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[str, int] | State:
+    """Run one validated invocation through PrefectDbtRunner with a target-scoped profile.
+
+    Whatever happens, dbt's target/ files are kept per flow run and a summary artifact is
+    published. An expected dbt failure returns a Failed state whose message names the failed
+    nodes (no traceback); a warehouse error is raised so connection retries can handle it.
+    """
+    from prefect.runtime import flow_run
+
     logger = get_run_logger()
+    project_dir = project_dir or project_dir_in_use()
+    target_dir = project_dir / TARGET_DIR
+    flow_run_id = str(flow_run.id or "no-flow-run")
+    store = _artifact_store(logger)
+    invocation = _continue_previous_attempt(invocation, store, flow_run_id, flow_run.run_count)
     with tempfile.TemporaryDirectory(prefix="wg-profiles-") as tmp:
-        profiles_dir, target_settings = write_scoped_profiles(
+        profiles_dir, _ = write_scoped_profiles(
             project_dir, PROFILE_NAME, invocation.target.value, Path(tmp)
         )
-        run_coro_as_sync(check_blocks_exist(block_refs(target_settings), invocation.target.value))
-        logger.info("Running %s in %s", invocation.label, project_dir)
-        runner = PrefectDbtRunner(
-            settings=PrefectDbtSettings(project_dir=project_dir, profiles_dir=profiles_dir),
-            raise_on_failure=True,
+        # Before dbt starts: a missing block fails naming the script that registers it.
+        run_coro_as_sync(
+            fit_to_registered_blocks(profiles_dir, PROFILE_NAME, invocation.target.value)
         )
-        result = runner.invoke(list(invocation.args))
-    counts = node_counts(result)
-    logger.info("%s finished: %s", invocation.label, counts or "no nodes executed")
-    return counts
+        _prepare_target_dir(target_dir, invocation)
+        logger.info("Running %s in %s", invocation.label, project_dir)
+        log_dir = Path(tmp) / "logs"
+        error: Exception | None = None
+        try:
+            # prefect-dbt's runner with a task run per node, reported off dbt's threads
+            # (flows/node_reporter.py); failures are read from run_results.json below.
+            run_dbt_with_node_reporting(
+                invocation.args,
+                project_dir,
+                profiles_dir,
+                raise_on_failure=False,
+                log_path=str(log_dir),
+            )
+        except Exception as exc:  # dbt's own errors (parse, compile) arrive as ValueError
+            error = exc
+        finally:  # success, failure, timeout or interrupt: keep what dbt wrote
+            kept = _keep_artifacts(store, invocation, flow_run_id, target_dir, log_dir, logger)
+        run_results = target_dir / "run_results.json"
+        summary = (
+            summarize(json.loads(run_results.read_text()), invocation.command.value)
+            if run_results.is_file()
+            else None
+        )
+    failure = failure_of(invocation.label, summary, error)
+    _publish(invocation, summary, failure, kept, logger)
+    if failure is None:
+        notify.report_warnings(invocation.target.value, summary)  # notifications.yaml `warned`
+        counts = summary.counts if summary else {}
+        logger.info("%s finished: %s", invocation.label, counts or "no nodes executed")
+        return counts
+    message = failure.message(
+        f"Kept artifacts: python -m migration artifacts --flow-run {flow_run_id}\n"
+        f"Rerun only what failed: command=retry state=flow-run:{flow_run_id}"
+    )
+    if failure.kind is FailureKind.warehouse_error:
+        raise RuntimeError(message) from error  # transient: the connection retries decide
+    logger.error(message)
+    return Failed(message=message)
 
 
-@flow(name=FLOW_NAME, log_prints=True)
+def _artifact_store(logger: Any) -> Any:
+    try:
+        return artifact_store.load_store()
+    except artifact_store.ArtifactStoreError as exc:
+        # The build matters more than its artifacts: run, but say loudly what is lost.
+        logger.warning("dbt artifacts of this run will NOT be kept: %s", exc)
+        return None
+
+
+def _continue_previous_attempt(
+    invocation: DbtInvocation, store: Any, flow_run_id: str, attempt: int
+) -> DbtInvocation:
+    """On a flow-level retry, re-run only what the previous attempt left failed or skipped."""
+    if attempt <= 1 or store is None or invocation.command not in RETRYABLE_COMMANDS:
+        return invocation
+    try:
+        kept = artifact_store.find_kept_run(store, flow_run_id, [invocation.target.value])
+    except artifact_store.ArtifactStoreError:
+        return invocation  # the previous attempt never reached dbt: run it whole
+    previous = artifact_store.fetch_kept_run(
+        store, kept, artifact_store.state_cache_dir(flow_run_id)
+    )
+    if not artifact_store.has_retryable_nodes(previous / "run_results.json"):
+        return invocation
+    get_run_logger().info(
+        "Attempt %s: re-running only the nodes attempt %s left failed or skipped (dbt retry)",
+        attempt,
+        attempt - 1,
+    )
+    args = ("retry", "--target", invocation.target.value)
+    return DbtInvocation(DbtCommand.retry, invocation.target, args, retry_from=previous)
+
+
+def _prepare_target_dir(target_dir: Path, invocation: DbtInvocation) -> None:
+    """No stale run_results/manifest from an earlier run; for retry, the retried run's."""
+    for name in artifact_store.KEPT_FILES:
+        (target_dir / name).unlink(missing_ok=True)
+    if invocation.retry_from is not None:
+        artifact_store.place_for_retry(invocation.retry_from, target_dir)
+
+
+def _keep_artifacts(
+    store: Any,
+    invocation: DbtInvocation,
+    flow_run_id: str,
+    target_dir: Path,
+    log_dir: Path,
+    logger: Any,
+) -> artifact_store.KeptRun | None:
+    if store is None:
+        return None
+    from prefect.runtime import flow_run
+
+    facts = {"args": list(invocation.args), "attempt": flow_run.run_count}
+    try:
+        kept = artifact_store.keep_run_artifacts(
+            store,
+            invocation.target.value,
+            flow_run_id,
+            target_dir,
+            log_dir / artifact_store.LOG_FILE,
+            facts,
+        )
+    except Exception as exc:  # never let storage hide dbt's own outcome
+        block = artifact_store.artifacts_block()
+        logger.warning("could not keep dbt artifacts in %s: %s", block, exc)
+        return None
+    logger.info("Kept %s at %s", ", ".join(kept.files) or "no files", kept.location)
+    return kept
+
+
+def _publish(
+    invocation: DbtInvocation,
+    summary: RunSummary | None,
+    failure: Failure | None,
+    kept: artifact_store.KeptRun | None,
+    logger: Any,
+) -> None:
+    """The run summary (table artifact) and a link to the kept files, on every run."""
+    from prefect.artifacts import create_link_artifact, create_table_artifact
+
+    target = invocation.target.value
+    header = summary.header() if summary else f"{invocation.label}: dbt wrote no run_results.json"
+    if failure is not None:
+        header += f"\n\n**Failed: {failure.kind.value}**"
+    try:
+        create_table_artifact(
+            table=summary.table() if summary else [],
+            key=f"dbt-summary-{target}",
+            description=header,
+        )
+        if kept is not None:
+            create_link_artifact(
+                link=kept.location,
+                link_text=f"dbt artifacts: {', '.join(kept.files)}",
+                key=f"dbt-artifacts-{target}",
+                description=(
+                    f"Fetch: `python -m migration artifacts --flow-run {kept.flow_run_id} "
+                    "--dest ./run-artifacts`"
+                ),
+            )
+    except Exception as exc:  # an artifact API hiccup must not change the run's outcome
+        logger.warning("could not publish the run summary: %s", exc)
+    if summary is not None:
+        logger.info("%s", summary.header())
+        for row in summary.failed + summary.skipped:
+            logger.info("  %s %s %s", row.status, row.unique_id, row.message)
+
+
+@flow(name=FLOW_NAME, log_prints=True, flow_run_name=notify.run_name)
 def dbt_williamgrant(
-    command: DbtCommand = DbtCommand.build,
-    target: Target = Target.dev,
-    select: list[str] = [],  # noqa: B006 - shown as the form's default; never mutated
-    exclude: list[str] = [],  # noqa: B006
-    vars: dict[str, Any] = {},  # noqa: A002, B006 - dbt's own name for it
-    full_refresh: bool = False,
-    state: str = "",
-) -> dict[str, int]:
+    # The UI forms' labels: Prefect titles a parameter with its name unless json_schema_extra
+    # says otherwise; descriptions come from the docstring below.
+    command: Annotated[DbtCommand, Field(json_schema_extra={"title": "dbt command"})] = (
+        DbtCommand.build
+    ),
+    target: Annotated[Target, Field(json_schema_extra={"title": "Target (--target)"})] = Target.dev,
+    select: Annotated[list[str], Field(json_schema_extra={"title": "Select (--select)"})] = [],  # noqa: B006 - the form's default; never mutated
+    exclude: Annotated[list[str], Field(json_schema_extra={"title": "Exclude (--exclude)"})] = [],  # noqa: B006
+    vars: Annotated[  # noqa: A002 - dbt's own name for it
+        dict[str, Any], Field(json_schema_extra={"title": "Vars (--vars, JSON)"})
+    ] = {},  # noqa: B006
+    full_refresh: Annotated[bool, Field(json_schema_extra={"title": "Full refresh"})] = False,
+    state: Annotated[str, Field(json_schema_extra={"title": "State (--state)"})] = "",
+    timeout_seconds: Annotated[
+        int, Field(gt=0, json_schema_extra={"title": "Timeout (seconds)"})
+    ] = guards.DEFAULT_TIMEOUT_SECONDS,
+) -> dict[str, int] | State:
     """Run dbt for the William Grant project (tenants/dbt_williamgrant).
 
     Args:
@@ -69,8 +263,15 @@ def dbt_williamgrant(
         exclude: dbt selectors to leave out.
         vars: dbt project variables, e.g. {"reporting_currency": "USD"}.
         full_refresh: Rebuild incremental models and seeds from scratch (build/run/seed).
-        state: Directory with a dbt manifest.json for state:modified selection / deferral.
+        state: For state:modified selection / deferral: a directory with a manifest.json, or a
+            kept run: `prod:last-success`, `prod:last-failure`, `flow-run:<id>`. With
+            command=retry: the flow run whose failed and skipped nodes to re-run.
+        timeout_seconds: Stop dbt and end the run TimedOut after this long (default 3 hours),
+            waiting for another run of the same target included.
     """
+    # A scheduled run builds what prefect.yaml declares for its schedule (flows/schedule_guard.py).
+    if (declared := schedule_guard.enforce_declared_parameters(locals())) is not None:
+        return dbt_williamgrant.fn(**declared)
     invocation = build_invocation(
         command=command,
         target=target,
@@ -80,4 +281,20 @@ def dbt_williamgrant(
         full_refresh=full_refresh,
         state=state,
     )
-    return run_dbt(invocation)
+    # One run per target at a time, within timeout_seconds, transient connection errors retried.
+    from prefect.runtime import flow_run
+
+    logger = get_run_logger()
+    target_name = invocation.target.value
+    profiles = scope_to_target(load_profiles(project_dir_in_use()), PROFILE_NAME, target_name)
+    result = guards.guarded_run(
+        invocation.target,
+        lambda: run_dbt(invocation),
+        timeout_seconds,
+        profiles[PROFILE_NAME]["outputs"][target_name],
+        invocation.label,
+        logger.info,
+        flow_run.id,
+    )
+    require_selected_nodes(invocation, guards.executed_node_count(result))
+    return result

@@ -33,6 +33,8 @@ class DbtCommand(StrEnum):
     """Check how fresh the raw sources are."""
     docs_generate = "docs generate"
     """Build the documentation catalog."""
+    retry = "retry"
+    """Re-run only what failed or was skipped in the flow run `state` names (dbt retry)."""
 
 
 class Target(StrEnum):
@@ -62,6 +64,8 @@ class DbtInvocation:
     command: DbtCommand
     target: Target
     args: tuple[str, ...]
+    retry_from: Path | None = None
+    """For `retry`: the directory holding the run_results.json of the run being retried."""
 
     @property
     def label(self) -> str:
@@ -130,6 +134,11 @@ def dbt_vars(values: Mapping[str, Any] | str | None) -> str | None:
             f"got {type(values).__name__}"
         )
     rendered = json.dumps(dict(values), sort_keys=True, ensure_ascii=False)
+    try:
+        rendered.encode()
+    except UnicodeEncodeError:
+        # Lone surrogates: what undecodable (non-UTF-8) bytes become; dbt could not print them.
+        raise InvalidParameter("parameter 'vars': holds text that is not valid UTF-8") from None
     if len(rendered.encode()) > MAX_VARS_BYTES:
         raise InvalidParameter(
             f"parameter 'vars': {len(rendered.encode())} bytes, more than {MAX_VARS_BYTES}"
@@ -139,16 +148,80 @@ def dbt_vars(values: Mapping[str, Any] | str | None) -> str | None:
     return rendered
 
 
-def state_dir(state: str | None) -> Path | None:
-    """Validate `state`: a directory holding a dbt manifest.json to compare or defer against."""
+# `state` keywords: `<target>:<keyword>` picks a kept run of the flow on that target.
+STATE_KEYWORDS = {
+    "last-success": "the newest Completed run",
+    "last-failure": "the newest Failed run",
+}
+_KEYWORD_STATE = re.compile(r"^(?P<target>[a-z]+):(?P<keyword>[a-z][a-z-]*)$")
+_FLOW_RUN_STATE = re.compile(
+    r"^(?:flow-run:)?(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+
+
+@dataclass(frozen=True)
+class KeptState:
+    """A `state` that names a flow run's kept artifacts instead of a directory."""
+
+    flow_run_id: str | None = None
+    """The run itself (`flow-run:<id>` or a bare id)."""
+    target: Target | None = None
+    """With `keyword`: the target whose newest matching run is meant (`prod:last-success`)."""
+    keyword: str | None = None
+
+
+def parse_state(state: str | None) -> Path | KeptState | None:
+    """`state` -> a directory path or a KeptState reference (pure: nothing is looked up)."""
     if not state:
         return None
-    path = Path(_clean_text("state", state)).expanduser()
-    if not (path / "manifest.json").is_file():
+    text = _clean_text("state", state).strip()
+    if m := _FLOW_RUN_STATE.match(text.lower()):
+        return KeptState(flow_run_id=m["id"])
+    if m := _KEYWORD_STATE.match(text):
+        if m["target"] not in {t.value for t in Target} or m["keyword"] not in STATE_KEYWORDS:
+            raise InvalidParameter(
+                f"parameter 'state': {state!r} is not a known keyword; use "
+                f"<{'|'.join(t.value for t in Target)}>:<{'|'.join(STATE_KEYWORDS)}>, "
+                "flow-run:<id>, or a directory with a manifest.json"
+            )
+        return KeptState(target=Target(m["target"]), keyword=m["keyword"])
+    return Path(text).expanduser()
+
+
+@dataclass(frozen=True)
+class ResolvedState:
+    """Where a `state` reference points on disk, and which kept run it came from (if any)."""
+
+    path: Path
+    flow_run_id: str | None = None
+    target: str | None = None
+
+
+def resolve_state(state: str | None) -> ResolvedState | None:
+    """`state` -> a local directory; keywords fetch the kept run's artifacts (needs the API)."""
+    parsed = parse_state(state)
+    if parsed is None:
+        return None
+    if isinstance(parsed, KeptState):
+        from flows.artifact_store import ArtifactStoreError, fetch_state
+
+        try:
+            return fetch_state(parsed)
+        except ArtifactStoreError as exc:
+            raise InvalidParameter(f"parameter 'state': {state!r}: {exc}") from None
+    return ResolvedState(parsed)
+
+
+def state_dir(state: str | None) -> Path | None:
+    """Validate `state`: a directory holding a dbt manifest.json to compare or defer against."""
+    resolved = resolve_state(state)
+    if resolved is None:
+        return None
+    if not (resolved.path / "manifest.json").is_file():
         raise InvalidParameter(
             f"parameter 'state': {state!r} is not a directory with a dbt manifest.json"
         )
-    return path
+    return resolved.path
 
 
 def build_invocation(
@@ -196,8 +269,54 @@ def build_invocation(
     if full_refresh:
         require("full_refresh", "full_refresh")
         args.append("--full-refresh")
+    if command is DbtCommand.retry:
+        return DbtInvocation(command, target, tuple(args), retry_source(state, target))
     state_path = state_dir(state)
     if state_path is not None:
         require("state", "state")
         args += ["--state", str(state_path)]
     return DbtInvocation(command=command, target=target, args=tuple(args))
+
+
+def retry_source(state: str | None, target: Target) -> Path:
+    """For `command=retry`: the kept artifacts of the run to retry, on the same target."""
+    how = (
+        "command 'retry' needs the flow run to retry: its id (flow-run:<id>), "
+        f"`{target.value}:last-failure`, or a directory with a run_results.json"
+    )
+    if not state:
+        raise InvalidParameter(f"parameter 'state': {how}")
+    resolved = resolve_state(state)
+    assert resolved is not None
+    if resolved.target is not None and resolved.target != target.value:
+        raise InvalidParameter(
+            f"parameter 'target': flow run {resolved.flow_run_id} ran on target "
+            f"{resolved.target!r}; retry it with target={resolved.target}"
+        )
+    if not (resolved.path / "run_results.json").is_file():
+        raise InvalidParameter(f"parameter 'state': {state!r} has no run_results.json; {how}")
+    return resolved.path
+
+
+class NothingSelected(InvalidParameter):
+    """`select` matched no enabled node: dbt only warns ("Nothing to do") and exits 0."""
+
+
+def require_selected_nodes(invocation: DbtInvocation, executed_nodes: int) -> None:
+    """Refuse to call a run successful when its selection matched nothing.
+
+    dbt reports a selector that matches no node as a warning and succeeds; for an operator
+    that is almost always a typo (`fct_shipment` for `fct_shipments`), so the run fails instead.
+    """
+    if executed_nodes or "--select" not in invocation.args:
+        return
+    start = invocation.args.index("--select") + 1
+    chosen: list[str] = []
+    for arg in invocation.args[start:]:
+        if arg.startswith("--"):
+            break
+        chosen.append(arg)
+    raise NothingSelected(
+        f"parameter 'select': {' '.join(chosen)!r} matches no enabled node of the project, so "
+        "dbt did nothing; check the names (`dbt ls --select ...` lists what a selector matches)"
+    )

@@ -17,7 +17,15 @@ Handler = Callable[[argparse.Namespace], int]
 COMMAND_MODULES = [
     "migration.local_stack",
     "migration.source",
+    "migration.concurrency",
     "migration.cloud",
+    "migration.notifications",
+    "migration.schedules",
+    "migration.import_jobs",
+    "migration.cutover",
+    "migration.bench",
+    "migration.artifacts",
+    "migration.parity",
 ]
 
 

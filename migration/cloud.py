@@ -93,6 +93,11 @@ def deploy_plan() -> list[Step]:
             (_python(), "-m", "prefect", "--no-prompt", "deploy", "--all"),
             "deploy prefect.yaml: one deployment, pull steps pinned to HEAD, schedules by slug",
         ),
+        Step(
+            (_python(), "-m", "migration", "notifications", "apply"),
+            "apply notifications.yaml: one automation per rule; fails if a destination block "
+            "is missing",
+        ),
     ]
 
 

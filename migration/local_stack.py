@@ -119,7 +119,7 @@ class LocalStack:
         except OSError:
             return False
 
-    def start_server(self, timeout: float = 120) -> None:
+    def start_server(self, timeout: float = 300) -> None:
         if self._running_pid("server") and self.healthy():
             return
         if self.healthy():
@@ -177,6 +177,20 @@ class LocalStack:
         """Create the process work pool prefect.yaml names, unless it exists."""
         asyncio.run(self._ensure_pool())
 
+    @property
+    def artifacts(self) -> Path:
+        """Where runs keep dbt's target/ files: outside the worker's per-run directories."""
+        return self.home / "artifacts"
+
+    def ensure_artifact_store(self) -> None:
+        """Point the artifacts storage block (flows/artifact_store.py) at `artifacts`."""
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from flows.artifact_store import register_local_store
+
+        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+            register_local_store(self.artifacts)
+
     async def _ensure_pool(self) -> None:
         from prefect.client.orchestration import PrefectClient
         from prefect.client.schemas.actions import WorkPoolCreate
@@ -196,7 +210,14 @@ class LocalStack:
         done = self.prefect("--no-prompt", "deploy", "--all", check=False)
         if done.returncode != 0:
             raise RuntimeError(f"prefect deploy failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
+        # notifications.yaml -> automations; locally its Slack/e-mail blocks do not exist.
+        notify = subprocess.run(
+            [sys.executable, "-m", "migration", "notifications", "apply", "--allow-missing-blocks"],
+            env=self.env(), cwd=REPO_ROOT, capture_output=True, text=True,
+        )  # fmt: skip
+        if notify.returncode != 0:
+            raise RuntimeError(f"notifications apply failed:\n{notify.stdout}\n{notify.stderr}")
+        return done.stdout + notify.stdout + notify.stderr  # stderr: blocks not registered
 
 
 def _stop_group(pid: int, timeout: float = 20) -> None:
@@ -288,6 +309,7 @@ def run_main(parameters: dict[str, Any]) -> int:
     print(f"Prefect server: {stack.ui_url} (home {stack.home})", flush=True)
     stack.start_server()
     stack.ensure_pool()
+    stack.ensure_artifact_store()
     print("Deploying prefect.yaml ...", flush=True)
     print(stack.deploy(), flush=True)
     stack.start_worker()

@@ -55,9 +55,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo_snapshot: Path) -> Iter
         stack.start_server()
         os.environ.update(PREFECT_API_URL=stack.api_url, PREFECT_HOME=str(stack.home / "prefect"))
         stack.ensure_pool()
+        stack.ensure_artifact_store()
         stack.deploy()
         stack.start_worker()
-        yield stack
+        # os.environ alone is not enough: Prefect reads its settings once, at import, and a
+        # test module collected earlier may already have imported prefect.
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+            yield stack
     finally:
         stack.stop()
         for key, value in previous.items():
