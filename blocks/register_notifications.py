@@ -46,7 +46,7 @@ SLACK_URL = EnvInput(
     "a Slack incoming-webhook URL (or --secret-stdin)",
     secret=True,
     pattern=re.compile(r"https://hooks\.slack\.com/\S+"),
-    example="https://hooks.slack.com/services/T000/B000/XXXX",
+    example="https://hooks.slack.com/services/T000/B000/XXXX",  # pragma: allowlist secret
 )
 SENDGRID_KEY = EnvInput(
     "WG_SENDGRID_API_KEY",

@@ -97,7 +97,7 @@ def test_real_snowflake_connector_failure_is_classified_as_a_connection_error() 
 
     with pytest.raises(snowflake.connector.errors.OperationalError) as caught:
         snowflake.connector.connect(
-            account="wg12345", user="DBT_DEV", password="not-a-secret",
+            account="wg12345", user="DBT_DEV", password="not-a-secret",  # pragma: allowlist secret
             host="127.0.0.1", port=closed_port(), protocol="http",
             login_timeout=5, network_timeout=5,
         )  # fmt: skip
