@@ -246,8 +246,6 @@ async def _trigger_and_follow(
 ) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterId,
         LogFilter,
         LogFilterFlowRunId,
     )
@@ -280,20 +278,34 @@ async def _trigger_and_follow(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"flow run {flow_run.id} not finished after {timeout}s")
             await asyncio.sleep(1)
-        task_runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
-        )
-    by_state: dict[str, int] = {}
-    for tr in task_runs:
-        name = (tr.state.name if tr.state else None) or "Unknown"
-        by_state[name] = by_state.get(name, 0) + 1
+        nodes = await _summary_counts(client, flow_run.id)
     return {
         "flow_run_id": str(flow_run.id),
         "state": run.state.name if run.state else "Unknown",
         "message": run.state.message if run.state else "",
-        "nodes": dict(sorted(by_state.items())),
+        "nodes": nodes,
         "url": f"{stack.ui_url}/runs/flow-run/{flow_run.id}",
     }
+
+
+async def _summary_counts(client: Any, flow_run_id: Any) -> dict[str, int]:
+    """Nodes by dbt status, read from the run's summary artifact (one row per executed node).
+
+    dbt's statuses, not task-run states: a skipped node reads as skipped.
+    """
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    artifacts = await client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    )
+    counts: dict[str, int] = {}
+    for artifact in artifacts:
+        if artifact.type != "table" or not str(artifact.key or "").startswith("dbt-summary-"):
+            continue
+        rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+        for row in rows or []:
+            counts[str(row.get("status"))] = counts.get(str(row.get("status")), 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def trigger_run(
@@ -315,7 +327,8 @@ def run_main(parameters: dict[str, Any]) -> int:
     stack.start_worker()
     result = trigger_run(stack, parameters)
     print(json.dumps(result, indent=2))
-    print(f"{result['state']}: {result['nodes']} -> {result['url']}")
+    total = sum(result["nodes"].values())
+    print(f"{result['state']}: {total} dbt nodes {result['nodes']} -> {result['url']}")
     return 0 if result["state"] == "Completed" else 1
 
 
