@@ -261,6 +261,7 @@ async def _trigger_and_follow(
         flush=True,
     )
     seen = 0
+    quiet_polls = 0
     deadline = time.monotonic() + timeout
     async with get_client() as client:
         while True:
@@ -273,7 +274,9 @@ async def _trigger_and_follow(
             for log in logs:
                 print(f"  {log.timestamp:%H:%M:%S} {log.message}", file=out, flush=True)
             seen += len(logs)
-            if run.state and run.state.is_final() and not logs:
+            # The run's last log batches land after its final state: stop after 3 quiet polls.
+            quiet_polls = 0 if logs else quiet_polls + 1
+            if run.state and run.state.is_final() and quiet_polls >= 3:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"flow run {flow_run.id} not finished after {timeout}s")

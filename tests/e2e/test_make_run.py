@@ -35,6 +35,9 @@ def test_make_run_from_a_fresh_clone_completes_and_make_stop_cleans_up(
     # Reuse this session's venv (same pins): installing is what CI's own `make test` just did.
     venv = Path(sys.executable).parent.parent
     env = {**os.environ, "WG_PREFECT_PORT": str(free_port())}
+    # Under `make test` these would make the inner make print "Entering/Leaving directory".
+    for inherited in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+        env.pop(inherited, None)
     env.pop("PREFECT_API_URL", None)
     env.pop("PREFECT_HOME", None)
     try:
