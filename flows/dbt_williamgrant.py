@@ -1,8 +1,10 @@
 """The William Grant dbt project, orchestrated by Prefect.
 
-Thin by design: typed parameters -> validated dbt argv -> prefect-dbt's PrefectDbtRunner
-(a Prefect task run and logs per dbt node) -> a short result. Deployment, schedules and
-per-schedule parameters live in prefect.yaml, not here.
+Typed parameters -> validated dbt argv -> prefect-dbt's runner with per-node reporting off
+dbt's threads (flows/node_reporter.py: a Prefect task run and logs per dbt node) -> summary
+artifact, kept dbt artifacts, a short result. Around it: the schedule guard, one run per
+target, the run timeout (flows/guards.py). Deployment, schedules and per-schedule parameters
+live in prefect.yaml, not here.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def project_dir_in_use() -> Path:
 
 
 def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[str, int] | State:
-    """Run one validated invocation through PrefectDbtRunner with a target-scoped profile.
+    """Run one validated invocation through prefect-dbt's runner with a target-scoped profile.
 
     Whatever happens, dbt's target/ files are kept per flow run and a summary artifact is
     published. An expected dbt failure returns a Failed state whose message names the failed
