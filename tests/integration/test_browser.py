@@ -128,6 +128,7 @@ def _logs(stack: LocalStack, flow_run_id: str) -> str:
 def test_v2_toggle_of_the_prod_schedule_keeps_its_next_run_on_prod(
     stack: LocalStack, page: Any
 ) -> None:
+    from playwright.sync_api import expect
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
     from prefect.states import Pending
@@ -156,7 +157,12 @@ def test_v2_toggle_of_the_prod_schedule_keeps_its_next_run_on_prod(
             ) as sent:
                 switch.click()
             assert json.loads(sent.value.post_data or "{}").get("active") is active
-            page.wait_for_timeout(500)  # let the PATCH land before the next click/read
+            # Wait for the UI to settle on the new state before the next click (a fixed pause
+            # lost the second click on a busy machine).
+            expect(switch).to_have_attribute(
+                "aria-checked", "true" if active else "false", timeout=30_000
+            )
+            expect(switch).to_be_enabled(timeout=30_000)
         assert switch.get_attribute("aria-checked") == "true"
 
         # The next run, made by the server's scheduling code from the schedule as it is now.
