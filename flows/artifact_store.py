@@ -94,19 +94,45 @@ def keep_run_artifacts(
     facts: dict[str, Any],
 ) -> KeptRun:
     """Copy this run's target/ files (and dbt.log) into the store; a later attempt overwrites."""
+    kept = keep_run_files(store, target, flow_run_id, target_dir, KEPT_FILES, facts)
+    if log_file is not None and log_file.is_file():
+        store.write_path(f"{kept.key}/{LOG_FILE}", log_file.read_bytes())
+        kept = _write_index(store, target, flow_run_id, [*kept.files, LOG_FILE], facts)
+    return kept
+
+
+def keep_run_files(
+    store: Any,
+    target: str,
+    flow_run_id: str,
+    target_dir: Path,
+    names: Iterable[str],
+    facts: dict[str, Any],
+) -> KeptRun:
+    """Copy the named files of target/ that exist into the store, and index them."""
     key = run_key(target, flow_run_id)
     kept: list[str] = []
-    for name in KEPT_FILES:
+    for name in names:
         path = target_dir / name
         if path.is_file():
             store.write_path(f"{key}/{name}", path.read_bytes())
             kept.append(name)
-    if log_file is not None and log_file.is_file():
-        store.write_path(f"{key}/{LOG_FILE}", log_file.read_bytes())
-        kept.append(LOG_FILE)
-    index = {"flow_run_id": flow_run_id, "target": target, "files": kept, **facts}
+    return _write_index(store, target, flow_run_id, kept, facts)
+
+
+def keep_run_start(store: Any, target: str, flow_run_id: str, facts: dict[str, Any]) -> KeptRun:
+    """Before dbt starts: the index alone (no files yet). If the process dies, this is what
+    says which run it was and with which parameters (flows/resume.py)."""
+    return _write_index(store, target, flow_run_id, [], facts)
+
+
+def _write_index(
+    store: Any, target: str, flow_run_id: str, files: list[str], facts: dict[str, Any]
+) -> KeptRun:
+    key = run_key(target, flow_run_id)
+    index = {"flow_run_id": flow_run_id, "target": target, "files": files, **facts}
     store.write_path(f"{key}/{INDEX_FILE}", json.dumps(index, indent=2).encode())
-    return KeptRun(flow_run_id, target, key, tuple(kept), location(store, key))
+    return KeptRun(flow_run_id, target, key, tuple(files), location(store, key))
 
 
 def read_index(store: Any, target: str, flow_run_id: str) -> dict[str, Any] | None:

@@ -88,6 +88,9 @@ def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[
             fit_to_registered_blocks(profiles_dir, PROFILE_NAME, invocation.target.value)
         )
         _prepare_target_dir(target_dir, invocation)
+        _keep_start(store, invocation, flow_run_id, logger)
+        if invocation.note:
+            logger.info("%s", invocation.note)
         logger.info("Running %s in %s", invocation.label, project_dir)
         log_dir = Path(tmp) / "logs"
         error: Exception | None = None
@@ -99,6 +102,7 @@ def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[
                 project_dir,
                 profiles_dir,
                 raise_on_failure=False,
+                on_first_node=lambda: _keep_manifest(store, invocation, flow_run_id, target_dir),
                 log_path=str(log_dir),
             )
         except Exception as exc:  # dbt's own errors (parse, compile) arrive as ValueError
@@ -169,6 +173,39 @@ def _prepare_target_dir(target_dir: Path, invocation: DbtInvocation) -> None:
         artifact_store.place_for_retry(invocation.retry_from, target_dir)
 
 
+def _run_facts(invocation: DbtInvocation) -> dict[str, Any]:
+    from prefect.runtime import flow_run
+
+    return {
+        "args": list(invocation.args),
+        "parameters": dict(invocation.parameters),
+        "attempt": flow_run.run_count,
+    }
+
+
+def _keep_start(store: Any, invocation: DbtInvocation, flow_run_id: str, logger: Any) -> None:
+    """Record the run before dbt starts: a crashed run is then found and resumable."""
+    if store is None:
+        return
+    try:
+        artifact_store.keep_run_start(
+            store, invocation.target.value, flow_run_id, _run_facts(invocation)
+        )
+    except Exception as exc:  # never let storage stop the build
+        logger.warning("could not record the run in %s: %s", artifact_store.artifacts_block(), exc)
+
+
+def _keep_manifest(
+    store: Any, invocation: DbtInvocation, flow_run_id: str, target_dir: Path
+) -> None:
+    """As dbt starts executing: its manifest, so a crash can be resumed (flows/resume.py)."""
+    if store is not None:
+        artifact_store.keep_run_files(
+            store, invocation.target.value, flow_run_id, target_dir, ["manifest.json"],
+            _run_facts(invocation),
+        )  # fmt: skip
+
+
 def _keep_artifacts(
     store: Any,
     invocation: DbtInvocation,
@@ -179,9 +216,6 @@ def _keep_artifacts(
 ) -> artifact_store.KeptRun | None:
     if store is None:
         return None
-    from prefect.runtime import flow_run
-
-    facts = {"args": list(invocation.args), "attempt": flow_run.run_count}
     try:
         kept = artifact_store.keep_run_artifacts(
             store,
@@ -189,7 +223,7 @@ def _keep_artifacts(
             flow_run_id,
             target_dir,
             log_dir / artifact_store.LOG_FILE,
-            facts,
+            _run_facts(invocation),
         )
     except Exception as exc:  # never let storage hide dbt's own outcome
         block = artifact_store.artifacts_block()
@@ -267,7 +301,8 @@ def dbt_williamgrant(
         full_refresh: Rebuild incremental models and seeds from scratch (build/run/seed).
         state: For state:modified selection / deferral: a directory with a manifest.json, or a
             kept run: `prod:last-success`, `prod:last-failure`, `flow-run:<id>`. With
-            command=retry: the flow run whose failed and skipped nodes to re-run.
+            command=retry: the flow run whose failed and skipped nodes to re-run (for a
+            Crashed run: everything it did not finish).
         timeout_seconds: Stop dbt and end the run TimedOut after this long (default 3 hours),
             waiting for another run of the same target included.
     """

@@ -10,7 +10,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,10 @@ class DbtInvocation:
     args: tuple[str, ...]
     retry_from: Path | None = None
     """For `retry`: the directory holding the run_results.json of the run being retried."""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    """The validated parameters this came from: kept with the run, so a crash can be resumed."""
+    note: str = ""
+    """What an operator should read before dbt starts (e.g. what a resume leaves out)."""
 
     @property
     def label(self) -> str:
@@ -270,15 +274,28 @@ def build_invocation(
         require("full_refresh", "full_refresh")
         args.append("--full-refresh")
     if command is DbtCommand.retry:
-        return DbtInvocation(command, target, tuple(args), retry_source(state, target))
+        resolved = retry_source(state, target)
+        if (resolved.path / "run_results.json").is_file():
+            return DbtInvocation(command, target, tuple(args), resolved.path)
+        from flows.resume import resume_after_crash  # no run_results.json: the run crashed
+
+        return resume_after_crash(resolved, target)
     state_path = state_dir(state)
     if state_path is not None:
         require("state", "state")
         args += ["--state", str(state_path)]
-    return DbtInvocation(command=command, target=target, args=tuple(args))
+    parameters = {
+        "command": command.value,
+        "select": selectors("select", select),
+        "exclude": selectors("exclude", exclude),
+        "vars": json.loads(rendered_vars) if rendered_vars else {},
+        "full_refresh": full_refresh,
+        "state": state or "",
+    }
+    return DbtInvocation(command, target, tuple(args), parameters=parameters)
 
 
-def retry_source(state: str | None, target: Target) -> Path:
+def retry_source(state: str | None, target: Target) -> ResolvedState:
     """For `command=retry`: the kept artifacts of the run to retry, on the same target."""
     how = (
         "command 'retry' needs the flow run to retry: its id (flow-run:<id>), "
@@ -293,9 +310,9 @@ def retry_source(state: str | None, target: Target) -> Path:
             f"parameter 'target': flow run {resolved.flow_run_id} ran on target "
             f"{resolved.target!r}; retry it with target={resolved.target}"
         )
-    if not (resolved.path / "run_results.json").is_file():
+    if resolved.flow_run_id is None and not (resolved.path / "run_results.json").is_file():
         raise InvalidParameter(f"parameter 'state': {state!r} has no run_results.json; {how}")
-    return resolved.path
+    return resolved
 
 
 class NothingSelected(InvalidParameter):

@@ -50,7 +50,8 @@ NODE_FINISHED = "NodeFinished"
 # dbt EventLevel values at or above INFO: what the runner's log level (INFO) shows.
 LOGGED_LEVELS = frozenset({"info", "warn", "error"})
 PROGRESS_INTERVAL_SECONDS = 10.0
-TASK_KEY_PREFIX = "dbt-node"
+TASK_KEY_PREFIX = "dbt-node"  # a node's task run: task_key "dbt-node-<unique_id>"
+SKIPPED_STATE_NAME = "Skipped"  # a skipped node's task run: Completed, with this name
 
 
 @dataclass
@@ -79,6 +80,8 @@ class NodeReporter:
     flow_logger: logging.LoggerAdapter[logging.Logger] | logging.Logger
     manifest_path: Path
     progress_interval: float = PROGRESS_INTERVAL_SECONDS
+    on_first_node: Callable[[], None] | None = None
+    """Called on the reporter thread when dbt starts its first node (its manifest is written)."""
     _queue: queue.SimpleQueue[tuple[str, Any] | None] = field(default_factory=queue.SimpleQueue)
     _nodes: dict[str, _Node] = field(default_factory=dict)
     _parents: dict[str, list[str]] | None = None
@@ -161,6 +164,11 @@ class NodeReporter:
         unique_id = info.unique_id
         if unique_id in self._nodes:
             return
+        if not self._nodes and self.on_first_node is not None:
+            try:
+                self.on_first_node()
+            except Exception:  # e.g. storage down: the node is still reported
+                logging.getLogger(__name__).exception("on_first_node failed")
         resource_type = info.resource_type or unique_id.split(".", 1)[0]
         name = f"{resource_type} {info.node_name or unique_id}"
         state: Any = Running(timestamp=_timestamp(info.node_started_at))
@@ -226,7 +234,9 @@ class NodeReporter:
         if status in FAILED_STATUSES:
             state = Failed(message=message or f"dbt status: {status}", timestamp=stamp)
         elif status in SKIPPED_STATUSES:
-            state = Completed(name="Skipped", message=message or "skipped", timestamp=stamp)
+            state = Completed(
+                name=SKIPPED_STATE_NAME, message=message or "skipped", timestamp=stamp
+            )
         elif status == "crashed":
             state = Crashed(message=message, timestamp=stamp)
         else:
@@ -302,12 +312,14 @@ def run_dbt_with_node_reporting(
     project_dir: Path,
     profiles_dir: Path,
     raise_on_failure: bool = True,
+    on_first_node: Callable[[], None] | None = None,
     **dbt_kwargs: Any,
 ) -> Any:
     """Drop-in for `PrefectDbtRunner(settings=..., raise_on_failure=...).invoke(args, **kw)`.
 
     Returns dbt's `dbtRunnerResult`; raises like PrefectDbtRunner (ValueError naming the failed
     nodes) when raise_on_failure. Every finished node is reported before this returns or raises.
+    `on_first_node` runs once, when dbt has parsed the project and starts executing.
     """
     settings = PrefectDbtSettings(project_dir=project_dir, profiles_dir=profiles_dir)
 
@@ -324,6 +336,7 @@ def run_dbt_with_node_reporting(
             flow_name=ctx.flow.name if ctx.flow else "",
             flow_logger=get_run_logger(),
             manifest_path=Path(project_dir) / settings.target_path / "manifest.json",
+            on_first_node=on_first_node,
         )
 
     runner = NodeReportingDbtRunner(

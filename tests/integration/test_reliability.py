@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import signal
 import socket
@@ -161,7 +162,9 @@ def _interval(logs: list[Any], start: str, end: str) -> tuple[datetime, datetime
     return started, ended
 
 
-async def _trigger_many(n: int, parameters: dict[str, Any], timeout: float) -> list[Any]:
+async def _trigger_many(
+    n: int, parameters: dict[str, Any], timeout: float, last_log: str = "released"
+) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.client.schemas.sorting import LogSort
@@ -183,10 +186,15 @@ async def _trigger_many(n: int, parameters: dict[str, Any], timeout: float) -> l
             await asyncio.sleep(2)
         out = []
         for run in states:
-            logs = await client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])),
-                sort=LogSort.TIMESTAMP_ASC,
-            )
+            # A run's last log batches land after its final state: wait for its last line.
+            while True:
+                logs = await client.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])),
+                    sort=LogSort.TIMESTAMP_ASC,
+                )
+                if any(last_log in log.message for log in logs) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(1)
             out.append((run, logs, await _task_runs(run.id)))
         return out
 
@@ -301,11 +309,16 @@ def _engine_pids(flow_run_id: str) -> list[int]:
     return sorted(pids)
 
 
-def test_a_killed_run_ends_crashed_and_frees_its_target(stack: LocalStack, warehouse: Path) -> None:
+def test_a_killed_run_ends_crashed_frees_its_target_and_resumes_without_rebuilding(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    async def scenario() -> tuple[Any, int]:
+    from flows.node_reporter import TASK_KEY_PREFIX
+    from flows.resume import succeeded_nodes
+
+    async def scenario() -> Any:
         run = await run_deployment(  # type: ignore[misc]
             project.deployment_full_name(),
             parameters={"target": "local", "command": "build"},
@@ -336,10 +349,27 @@ def test_a_killed_run_ends_crashed_and_frees_its_target(stack: LocalStack, wareh
             while await _active_slots(Target.local) != 0:
                 assert time.monotonic() < deadline, "slot still held after the crash"
                 await asyncio.sleep(2)
-            return live, len(done)
+            return live
 
-    crashed, _ = asyncio.run(scenario())
+    crashed = asyncio.run(scenario())
     assert crashed.state.name == "Crashed", crashed.state
-    # the next run of the target is not blocked by the dead one
-    state = run_flow(target="local", command="seed", select=[ONE_SEED], timeout_seconds=120)
+    built = succeeded_nodes(asyncio.run(_task_runs(crashed.id)))
+    assert built, "the crash came before any node finished: nothing to prove"
+    # Resume it on the warehouse the worker built into: the next run of the target is not
+    # blocked by the dead one, and runs only what the crashed run did not finish.
+    monkeypatch.setenv("WG_DUCKDB_PATH", str(stack.warehouse))
+    state = run_flow(target="local", command="retry", state=f"flow-run:{crashed.id}")
     assert state.is_completed(), state.message
+    resumed_runs = asyncio.run(_task_runs(state.state_details.flow_run_id))
+    rebuilt = {tr.task_key.removeprefix(f"{TASK_KEY_PREFIX}-") for tr in resumed_runs}
+    assert rebuilt and not rebuilt & built, sorted(rebuilt & built)  # no successful node rebuilt
+    manifest = json.loads(
+        (project.PROJECT_DIR / "target" / "manifest.json").read_text()
+    )  # the resume's parse of the same project
+    executable = {"model", "seed", "snapshot", "test", "unit_test"}
+    every_node = {
+        unique_id
+        for unique_id, node in {**manifest["nodes"], **manifest["unit_tests"]}.items()
+        if node["resource_type"] in executable
+    }
+    assert rebuilt | built == every_node, sorted(every_node - (rebuilt | built))
