@@ -60,11 +60,21 @@ def register_hint(block: str | None = None) -> str:
 
 def load_store() -> Any:
     """The configured filesystem block; ArtifactStoreError naming the fix when it is missing."""
+    import prefect.filesystems  # noqa: F401 - registers the built-in storage block classes
     from prefect.blocks.core import Block
+    from prefect.utilities.dispatch import lookup_type
 
     block = artifacts_block()
+    slug, _, name = block.partition("/")
+    # A block class already imported (local-file-system is built in) loads directly; Block.load
+    # first imports every installed Prefect integration to find the class (3.8 s here:
+    # prefect-snowflake pulls in snowflake.core), which a bucket block from an integration needs.
     try:
-        return Block.load(block)
+        cls, key = lookup_type(Block, slug), name
+    except KeyError:
+        cls, key = Block, block
+    try:
+        return cls.load(key)
     except (ValueError, KeyError) as exc:
         raise ArtifactStoreError(
             f"artifact storage block {block} not found ({exc}): {register_hint(block)}"

@@ -21,7 +21,7 @@ from prefect.states import Failed, State
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 
-from flows import artifact_store, guards, notify, schedule_guard
+from flows import artifact_store, guards, notify, parse_state, schedule_guard
 from flows.failures import Failure, FailureKind, failure_of
 from flows.invocation import (
     DbtCommand,
@@ -74,7 +74,10 @@ def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[
     from prefect.runtime import flow_run
 
     logger = get_run_logger()
-    project_dir = project_dir or project_dir_in_use()
+    # dbt's partial-parse state holds absolute paths: run from a path stable across runs.
+    project_dir = parse_state.stable_project_dir(
+        project_dir or project_dir_in_use(), invocation.target.value
+    )
     target_dir = project_dir / TARGET_DIR
     flow_run_id = str(flow_run.id or "no-flow-run")
     store = _artifact_store(logger)
@@ -89,6 +92,7 @@ def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[
         )
         _prepare_target_dir(target_dir, invocation)
         _keep_start(store, invocation, flow_run_id, logger)
+        _parse_state(store, "restore", invocation, project_dir, logger)
         if invocation.note:
             logger.info("%s", invocation.note)
         logger.info("Running %s in %s", invocation.label, project_dir)
@@ -109,6 +113,7 @@ def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[
             error = exc
         finally:  # success, failure, timeout or interrupt: keep what dbt wrote
             kept = _keep_artifacts(store, invocation, flow_run_id, target_dir, log_dir, logger)
+            _parse_state(store, "keep", invocation, project_dir, logger)
         run_results = target_dir / "run_results.json"
         summary = (
             summarize(json.loads(run_results.read_text()), invocation.command.value)
@@ -193,6 +198,23 @@ def _keep_start(store: Any, invocation: DbtInvocation, flow_run_id: str, logger:
         )
     except Exception as exc:  # never let storage stop the build
         logger.warning("could not record the run in %s: %s", artifact_store.artifacts_block(), exc)
+
+
+def _parse_state(
+    store: Any, action: str, invocation: DbtInvocation, project_dir: Path, logger: Any
+) -> None:
+    """Restore dbt's partial-parse state before dbt (flows/parse_state.py), keep it after."""
+    if store is None:
+        return
+    target = invocation.target.value
+    try:
+        if action == "restore":
+            if parse_state.restore(store, target, project_dir, project_dir / TARGET_DIR):
+                logger.info("Restored dbt's partial-parse state of the last %s run", target)
+        else:
+            parse_state.keep(store, target, project_dir, project_dir / TARGET_DIR)
+    except Exception as exc:  # a cache: never let it fail the run
+        logger.warning("dbt partial-parse state not %sd: %s", action, exc)
 
 
 def _keep_manifest(

@@ -266,11 +266,15 @@ def bench_trigger(stack: LocalStack, out: Any) -> dict[str, Any]:
     stack.ensure_pool()
     stack.deploy()
     stack.start_worker()
-    os.environ.update({k: v for k, v in stack.env().items() if k.startswith("PREFECT_")})
-    cold = asyncio.run(_trigger_phases(stack))
-    print(f"  trigger (cold worker): {json.dumps(cold)}", file=out, flush=True)
-    warm = asyncio.run(_trigger_phases(stack))
-    print(f"  trigger (warm worker): {json.dumps(warm)}", file=out, flush=True)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # Settings are read at import: point this process's client at the stack explicitly (an
+    # environment variable set now would be ignored, and an ephemeral server started instead).
+    with temporary_settings({PREFECT_API_URL: stack.api_url}):
+        cold = asyncio.run(_trigger_phases(stack))
+        print(f"  trigger (cold worker): {json.dumps(cold)}", file=out, flush=True)
+        warm = asyncio.run(_trigger_phases(stack))
+        print(f"  trigger (warm worker): {json.dumps(warm)}", file=out, flush=True)
     return {"cold": cold, "warm": warm}
 
 
@@ -318,6 +322,8 @@ def run_bench(
             if not api_url:
                 print(f"starting a Prefect server on {stack.api_url} ...", file=out, flush=True)
                 stack.start_server(timeout=600)  # a loaded machine starts it slowly
+            # As deployed: runs keep their dbt artifacts (and partial-parse state) in the store.
+            stack.ensure_artifact_store()
             # The flow holds its target's concurrency slot: the limits must exist (as deployed).
             subprocess.run(
                 [sys.executable, "-m", "migration", "concurrency", "ensure"],

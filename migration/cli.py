@@ -17,6 +17,7 @@ Handler = Callable[[argparse.Namespace], int]
 COMMAND_MODULES = [
     "migration.local_stack",
     "migration.source",
+    "migration.requirements",
     "migration.concurrency",
     "migration.cloud",
     "migration.notifications",

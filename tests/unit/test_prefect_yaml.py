@@ -23,8 +23,11 @@ def test_pull_steps_clone_the_deployed_commit_then_install_requirements() -> Non
     (clone_step,) = pull[0].values()
     assert "git_clone" in next(iter(pull[0]))
     assert clone_step["commit_sha"] == "{{ commit.stdout }}"
-    assert "pip_install_requirements" in next(iter(pull[1]))
-    assert next(iter(pull[1].values()))["requirements_file"] == "requirements.txt"
+    (install_step,) = pull[1].values()
+    assert install_step["directory"] == "{{ clone.directory }}"
+    assert install_step["script"].split() == [
+        "python", "-m", "migration", "requirements", "install", "--file", "requirements.txt",
+    ]  # fmt: skip
 
 
 def test_schedules_replicate_the_dbt_cloud_jobs() -> None:
