@@ -286,6 +286,29 @@ def _timestamp(value: str) -> datetime:
     return now("UTC")
 
 
+TASK_RUNS_PAGE = 200  # the server's maximum task runs per read
+
+
+async def recorded_task_runs(flow_run_id: str) -> list[Any]:
+    """Every task run the server recorded for a flow run (pages of the server's maximum)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs: list[Any] = []
+    async with get_client() as client:
+        while True:
+            page = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
+                offset=len(runs),
+                limit=TASK_RUNS_PAGE,
+            )
+            runs += page
+            if len(page) < TASK_RUNS_PAGE:
+                return runs
+
+
 class NodeReportingDbtRunner(PrefectDbtRunner):
     """PrefectDbtRunner with the per-node task machinery replaced by a NodeReporter.
 

@@ -36,7 +36,7 @@ from flows.invocation import (
     selectors,
     state_dir,
 )
-from flows.node_reporter import SKIPPED_STATE_NAME, TASK_KEY_PREFIX
+from flows.node_reporter import SKIPPED_STATE_NAME, TASK_KEY_PREFIX, recorded_task_runs
 
 # The commands a crashed run can be resumed for, and the manifest resource types each executes.
 RESUMABLE_COMMANDS: dict[DbtCommand, frozenset[str] | None] = {
@@ -48,7 +48,6 @@ RESUMABLE_COMMANDS: dict[DbtCommand, frozenset[str] | None] = {
 }
 SUCCEEDED, NOT_BUILT = "success", "skipped"  # statuses in the written run_results.json
 REMAINING = f"result:{NOT_BUILT}"
-PAGE = 200  # the server's maximum task runs per read
 
 
 def succeeded_nodes(task_runs: Iterable[Any]) -> set[str]:
@@ -62,25 +61,6 @@ def succeeded_nodes(task_runs: Iterable[Any]) -> set[str]:
         and run.state.is_completed()
         and run.state.name != SKIPPED_STATE_NAME
     }
-
-
-async def _node_task_runs(flow_run_id: str) -> list[Any]:
-    from uuid import UUID
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    runs: list[Any] = []
-    async with get_client() as client:
-        while True:
-            page = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
-                offset=len(runs),
-                limit=PAGE,
-            )
-            runs += page
-            if len(page) < PAGE:
-                return runs
 
 
 def manifest_nodes(manifest: Mapping[str, Any], command: DbtCommand) -> list[str]:
@@ -192,7 +172,7 @@ def resume_after_crash(resolved: ResolvedState, target: Target) -> DbtInvocation
             f"parameter 'state': flow run {resolved.flow_run_id} left no run_results.json and no "
             f"record of its parameters (it ran before resumable runs); {how}"
         )
-    task_runs = run_coro_as_sync(_node_task_runs(resolved.flow_run_id))
+    task_runs = run_coro_as_sync(recorded_task_runs(resolved.flow_run_id))
     manifest_file = resolved.path / "manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
     workdir = artifact_store.state_cache_dir(resolved.flow_run_id).with_name(

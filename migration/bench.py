@@ -71,6 +71,8 @@ class Measurement:
     peak_rss_mb: float
     ok: bool
     flow_run_id: str | None = None  # flow mode: where its per-node task runs are
+    task_runs: int | None = None  # flow mode: the node task runs Prefect recorded for it
+    summary_rows: int | None = None  # flow mode: rows of its dbt-summary table artifact
 
 
 def _run_measured(
@@ -115,7 +117,36 @@ def measure_flow(repo_copy: Path, env: dict[str, str], warehouse: Path) -> Measu
         print(text[-3000:], file=sys.stderr)
     flow_wall = float(result["wall_s"]) if result else wall
     run_id = str(result["flow_run_id"]) if result else None
-    return Measurement("flow", flow_wall, wall, cpu, rss, ok, run_id)
+    seen: tuple[int | None, int | None] = (None, None)
+    if run_id:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+            seen = asyncio.run(_visibility(run_id))
+    return Measurement("flow", flow_wall, wall, cpu, rss, ok, run_id, *seen)
+
+
+async def _visibility(flow_run_id: str) -> tuple[int, int | None]:
+    """What the UI shows for a measured run: node task runs, and the summary artifact's rows."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.node_reporter import recorded_task_runs
+
+    run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
+    async with get_client() as client:
+        # The recorder writes task runs from events, asynchronously: wait until they stop growing.
+        counts: list[int] = []
+        while len(counts) < 3 or counts[-1] != counts[-3]:
+            counts.append(len(await recorded_task_runs(flow_run_id)))
+            await asyncio.sleep(1)
+        artifacts = await client.read_artifacts(flow_run_filter=run_filter)
+    summary = next((a for a in artifacts if (a.key or "").startswith("dbt-summary-")), None)
+    rows = summary.data if summary else None
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    return counts[-1], len(rows) if isinstance(rows, list) else None
 
 
 def repository_files() -> list[str]:
@@ -188,9 +219,12 @@ def bench_size(
             )
             runs.append(m)
             status = "ok" if m.ok else "FAILED"
+            seen = (
+                f"  task runs {m.task_runs}, summary rows {m.summary_rows}" if m.flow_run_id else ""
+            )
             print(
                 f"  {models:>5} models  {mode:<5} run {i + 1}/{repeats}: {m.wall_s:7.1f} s"
-                f"  cpu {m.cpu_s:6.1f} s  rss {m.peak_rss_mb:6.0f} MB  {status}",
+                f"  cpu {m.cpu_s:6.1f} s  rss {m.peak_rss_mb:6.0f} MB  {status}{seen}",
                 file=out, flush=True,
             )  # fmt: skip
     medians, ratio = median_ratio(runs)
@@ -322,8 +356,8 @@ def run_bench(
             if not api_url:
                 print(f"starting a Prefect server on {stack.api_url} ...", file=out, flush=True)
                 stack.start_server(timeout=600)  # a loaded machine starts it slowly
-            # As deployed: runs keep their dbt artifacts (and partial-parse state) in the store.
-            stack.ensure_artifact_store()
+                # As deployed: runs keep their dbt artifacts (and partial-parse state).
+                stack.ensure_artifact_store()
             # The flow holds its target's concurrency slot: the limits must exist (as deployed).
             subprocess.run(
                 [sys.executable, "-m", "migration", "concurrency", "ensure"],

@@ -44,3 +44,5 @@ def test_bench_writes_results_with_a_ratio_per_size(stack: LocalStack, tmp_path:
     flow = next(r for r in size["runs"] if r["mode"] == "flow")
     states = asyncio.run(task_run_states(flow["flow_run_id"]))
     assert len(states) == size["nodes"] and set(states) == {"Completed"}
+    # ...and the harness reports that visibility for every measured run, with the summary.
+    assert (flow["task_runs"], flow["summary_rows"]) == (size["nodes"], size["nodes"])

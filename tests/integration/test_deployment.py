@@ -85,7 +85,7 @@ def test_adhoc_run_with_overrides_completes_through_the_worker(stack: LocalStack
     )
     assert result["state"] == "Completed", log.getvalue()
     logs = log.getvalue()
-    assert "git_clone" in logs and "pip_install_requirements" in logs
+    assert "git_clone" in logs and "run_shell_script" in logs  # clone, then requirements
     assert '--vars {"reporting_currency": "USD"}' in logs
     # select narrowed the build: the mart and its upstream ran, an unrelated dim did not
     assert "model marts.mart_market_performance_monthly" in logs
