@@ -250,7 +250,7 @@ def check_separation(inputs: SnowflakeInputs, others: Mapping[str, Mapping[str, 
 
 
 def _profile() -> tuple[dict[str, Any], str]:
-    from flows.dbt_williamgrant import PROFILE_NAME, project_dir_in_use
+    from flows.run import PROFILE_NAME, project_dir_in_use
 
     return load_profiles(project_dir_in_use()), PROFILE_NAME
 
@@ -308,8 +308,8 @@ def check(target: str, names: BlockNames) -> int:
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
     from prefect_snowflake import SnowflakeConnector, SnowflakeCredentials
 
-    from flows.dbt_williamgrant import PROFILE_NAME, project_dir_in_use
     from flows.profiles import fit_to_registered_blocks, write_scoped_profiles
+    from flows.run import PROFILE_NAME, project_dir_in_use
 
     try:
         credentials = SnowflakeCredentials.load(names.credentials)

@@ -136,8 +136,8 @@ def quickstart_plan(commit: str) -> list[Step]:
 
 def required_blocks() -> list[tuple[str, str, str]]:
     """(block type, block name, script that registers it) for everything a Cloud run needs."""
-    from flows.dbt_williamgrant import PROFILE_NAME
     from flows.profiles import REGISTERED_BY, block_refs, load_profiles, profile_targets
+    from flows.run import PROFILE_NAME
 
     needed = [
         (

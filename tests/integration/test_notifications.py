@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from flows.dbt_williamgrant import PROJECT_DIR, PROJECT_DIR_ENV
+from flows.run import PROJECT_DIR, PROJECT_DIR_ENV
 from migration import notifications
 from migration.local_stack import LocalStack
 from migration.project import REPO_ROOT

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from flows.dbt_williamgrant import PROJECT_DIR, PROJECT_DIR_ENV, dbt_williamgrant
+from flows.dbt_williamgrant import dbt_williamgrant
+from flows.run import PROJECT_DIR, PROJECT_DIR_ENV
 from migration.artifacts import fetch_run_artifacts, latest_run_artifacts
 from migration.local_stack import LocalStack
 from migration.project import REPO_ROOT

@@ -39,7 +39,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from flows.dbt_williamgrant import PROJECT_DIR, PROJECT_DIR_ENV, dbt_williamgrant
+from flows.dbt_williamgrant import dbt_williamgrant
+from flows.run import PROJECT_DIR, PROJECT_DIR_ENV
 from migration.local_stack import LocalStack, free_port
 from migration.project import REPO_ROOT
 

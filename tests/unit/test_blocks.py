@@ -19,8 +19,8 @@ from blocks.register_snowflake import (
     snowflake_inputs,
     snowflake_targets,
 )
-from flows.dbt_williamgrant import PROFILE_NAME, PROJECT_DIR
 from flows.profiles import BlockRef, ProfileError, drop_unset_fields, field_refs, load_profiles
+from flows.run import PROFILE_NAME, PROJECT_DIR
 
 FAKE_PASSWORD = "fake-password-not-real"  # pragma: allowlist secret
 NOT_A_KEY = "-----BEGIN PRIVATE KEY-----\nnope\n"  # pragma: allowlist secret

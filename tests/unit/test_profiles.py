@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.dbt_williamgrant import PROFILE_NAME, PROJECT_DIR
 from flows.invocation import Target
 from flows.profiles import (
     BlockRef,
@@ -18,6 +17,7 @@ from flows.profiles import (
     profile_targets,
     write_scoped_profiles,
 )
+from flows.run import PROFILE_NAME, PROJECT_DIR
 
 
 def test_profiles_yml_has_exactly_the_flow_targets() -> None:
