@@ -37,15 +37,6 @@ from tests.integration.test_snowflake_path import (
 pytestmark = [pytest.mark.integration, pytest.mark.snowflake]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _session_server(stack: LocalStack) -> Iterator[None]:
-    """This process's Prefect client -> the session server (see test_snowflake_path.py)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
-        yield
-
-
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     with running_emulator(tmp_path_factory.mktemp("fakesnow")) as running:

@@ -60,16 +60,6 @@ DEV_IDENTITY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _session_server(stack: LocalStack) -> Iterator[None]:
-    """Point this process's Prefect client at the session server (prefect was imported before
-    the stack fixture set PREFECT_API_URL, so the environment alone is not read again)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
-        yield
-
-
 # -- the emulator and the login recorder ----------------------------------------------------
 
 
