@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from flows import guards
+from flows import artifact_store, guards
 from flows.invocation import Target
 from migration import project
 from migration.local_stack import LocalStack
@@ -310,7 +310,7 @@ def _engine_pids(flow_run_id: str) -> list[int]:
 
 
 def test_a_killed_run_ends_crashed_frees_its_target_and_resumes_without_rebuilding(
-    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack,
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
@@ -355,17 +355,22 @@ def test_a_killed_run_ends_crashed_frees_its_target_and_resumes_without_rebuildi
     assert crashed.state.name == "Crashed", crashed.state
     built = succeeded_nodes(asyncio.run(_task_runs(crashed.id)))
     assert built, "the crash came before any node finished: nothing to prove"
-    # Resume it on the warehouse the worker built into: the next run of the target is not
-    # blocked by the dead one, and runs only what the crashed run did not finish.
-    monkeypatch.setenv("WG_DUCKDB_PATH", str(stack.warehouse))
-    state = run_flow(target="local", command="retry", state=f"flow-run:{crashed.id}")
-    assert state.is_completed(), state.message
-    resumed_runs = asyncio.run(_task_runs(state.state_details.flow_run_id))
+    # Resume it through the deployment, as an operator would: the next run of the target is
+    # not blocked by the dead one, and runs only what the crashed run did not finish.
+    resumed = asyncio.run(
+        _trigger_many(
+            1, {"target": "local", "command": "retry", "state": f"flow-run:{crashed.id}"}, 600
+        )
+    )
+    ((run, logs, resumed_runs),) = resumed
+    assert run.state.name == "Completed", run.state.message
+    assert any(f"Resuming crashed flow run {crashed.id}" in log.message for log in logs)
     rebuilt = {tr.task_key.removeprefix(f"{TASK_KEY_PREFIX}-") for tr in resumed_runs}
     assert rebuilt and not rebuilt & built, sorted(rebuilt & built)  # no successful node rebuilt
+    store = artifact_store.load_store()  # the manifest the crashed run kept as dbt started
     manifest = json.loads(
-        (project.PROJECT_DIR / "target" / "manifest.json").read_text()
-    )  # the resume's parse of the same project
+        store.read_path(f"{artifact_store.run_key('local', str(crashed.id))}/manifest.json")
+    )
     executable = {"model", "seed", "snapshot", "test", "unit_test"}
     every_node = {
         unique_id
