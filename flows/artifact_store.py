@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,26 +104,19 @@ def keep_run_artifacts(
     facts: dict[str, Any],
 ) -> KeptRun:
     """Copy this run's target/ files (and dbt.log) into the store; a later attempt overwrites."""
-    kept = keep_run_files(store, target, flow_run_id, target_dir, KEPT_FILES, facts)
-    if log_file is not None and log_file.is_file():
-        store.write_path(f"{kept.key}/{LOG_FILE}", log_file.read_bytes())
-        kept = _write_index(store, target, flow_run_id, [*kept.files, LOG_FILE], facts)
-    return kept
+    files = {name: target_dir / name for name in KEPT_FILES}
+    if log_file is not None:
+        files[LOG_FILE] = log_file
+    return keep_run_files(store, target, flow_run_id, files, facts)
 
 
 def keep_run_files(
-    store: Any,
-    target: str,
-    flow_run_id: str,
-    target_dir: Path,
-    names: Iterable[str],
-    facts: dict[str, Any],
+    store: Any, target: str, flow_run_id: str, files: Mapping[str, Path], facts: dict[str, Any]
 ) -> KeptRun:
-    """Copy the named files of target/ that exist into the store, and index them."""
+    """Copy the files (kept name -> local path) that exist into the store, and index them."""
     key = run_key(target, flow_run_id)
     kept: list[str] = []
-    for name in names:
-        path = target_dir / name
+    for name, path in files.items():
         if path.is_file():
             store.write_path(f"{key}/{name}", path.read_bytes())
             kept.append(name)

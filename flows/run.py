@@ -201,10 +201,10 @@ def _keep_manifest(
 ) -> None:
     """As dbt starts executing: its manifest, so a crash can be resumed (flows/resume.py)."""
     if store is not None:
+        manifest = {"manifest.json": target_dir / "manifest.json"}
         artifact_store.keep_run_files(
-            store, invocation.target.value, flow_run_id, target_dir, ["manifest.json"],
-            _run_facts(invocation),
-        )  # fmt: skip
+            store, invocation.target.value, flow_run_id, manifest, _run_facts(invocation)
+        )
 
 
 def _keep_artifacts(

@@ -254,9 +254,9 @@ def pip_noop_seconds(env: dict[str, str]) -> float:
 
 async def _trigger_phases(stack: LocalStack) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.deployments import run_deployment
 
+    from flows.node_reporter import recorded_task_runs
     from migration.project import deployment_full_name
 
     triggered = datetime.now(UTC)
@@ -265,9 +265,7 @@ async def _trigger_phases(stack: LocalStack) -> dict[str, Any]:
     )
     async with get_client() as client:
         states = await client.read_flow_run_states(flow_run.id)
-        task_runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
-        )
+    task_runs = await recorded_task_runs(str(flow_run.id))
     at = {s.type.value: s.timestamp for s in states}
     starts = [t.start_time for t in task_runs if t.start_time]
     first_node = min(starts) if starts else None

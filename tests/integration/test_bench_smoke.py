@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.node_reporter import recorded_task_runs
 from migration.bench import run_bench
 from migration.local_stack import LocalStack
 
@@ -17,14 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 async def task_run_states(flow_run_id: str) -> list[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    async with get_client() as client:
-        runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-    return [r.state_name or "" for r in runs]
+    return [r.state_name or "" for r in await recorded_task_runs(flow_run_id)]
 
 
 def test_bench_writes_results_with_a_ratio_per_size(stack: LocalStack, tmp_path: Path) -> None:

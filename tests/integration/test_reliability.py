@@ -21,6 +21,7 @@ import pytest
 
 from flows import artifact_store, guards
 from flows.invocation import Target
+from flows.node_reporter import recorded_task_runs
 from migration import project
 from migration.local_stack import LocalStack
 
@@ -45,13 +46,7 @@ def run_flow(**parameters: Any) -> Any:
 
 
 async def _task_runs(flow_run_id: Any) -> list[Any]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    async with get_client() as client:
-        return await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
+    return await recorded_task_runs(str(flow_run_id))
 
 
 async def _active_slots(target: Target) -> int:
