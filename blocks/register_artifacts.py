@@ -2,7 +2,7 @@
 
     python blocks/register_artifacts.py --basepath /srv/prefect/dbt-artifacts
 
-Creates (or repoints) the LocalFileSystem block named in flows/artifact_store.py
+Creates (or repoints) the LocalFileSystem block named in dbt_runtime/artifact_store.py
 (`local-file-system/wg-dbt-artifacts`, or WG_ARTIFACTS_BLOCK). The basepath must be outside any
 run's working directory (the process worker deletes those) and reachable by every worker. In
 Prefect Cloud with ephemeral workers, create a bucket block instead (e.g. `s3-bucket/...` from
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.artifact_store import register_local_store
+from dbt_runtime.artifact_store import register_local_store
 
 
 def main(argv: list[str] | None = None) -> int:

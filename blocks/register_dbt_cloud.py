@@ -31,7 +31,7 @@ from blocks._inputs import (
     help_text,
     read_stdin_secret,
 )
-from migration.dbt_cloud import BLOCK_ENV, DEFAULT_BLOCK
+from dbt_runtime.dbt_cloud import BLOCK_ENV, DEFAULT_BLOCK
 
 BLOCK_TYPE = "dbt-cloud-credentials"  # prefect-dbt's block type slug
 TOKEN = EnvInput(

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
+from dbt_runtime.project import source_config
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blocks._inputs import (
@@ -43,7 +45,6 @@ TOKEN = EnvInput(
 
 def block_name() -> str:
     """The name prefect.yaml's `source.credentials_block` gives the block (read, not copied)."""
-    from migration.project import source_config
 
     name = str(source_config().get("credentials_block") or "")
     if not name:

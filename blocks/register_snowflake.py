@@ -35,8 +35,16 @@ from blocks._inputs import (
     help_text,
     read_stdin_secret,
 )
-from flows.invocation import Target
-from flows.profiles import ProfileError, block_refs, load_profiles, profile_targets
+from dbt_runtime.invocation import Target
+from dbt_runtime.profiles import (
+    ProfileError,
+    block_refs,
+    fit_to_registered_blocks,
+    load_profiles,
+    profile_targets,
+    write_scoped_profiles,
+)
+from dbt_runtime.project import PROFILE_NAME, project_dir_in_use
 
 CREDENTIALS_TYPE = "snowflake-credentials"  # prefect-snowflake's block type slugs
 CONNECTOR_TYPE = "snowflake-connector"
@@ -250,7 +258,6 @@ def check_separation(inputs: SnowflakeInputs, others: Mapping[str, Mapping[str, 
 
 
 def _profile() -> tuple[dict[str, Any], str]:
-    from flows.run import PROFILE_NAME, project_dir_in_use
 
     return load_profiles(project_dir_in_use()), PROFILE_NAME
 
@@ -307,9 +314,6 @@ def check(target: str, names: BlockNames) -> int:
     from prefect.utilities.asyncutils import run_coro_as_sync
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
     from prefect_snowflake import SnowflakeConnector, SnowflakeCredentials
-
-    from flows.profiles import fit_to_registered_blocks, write_scoped_profiles
-    from flows.run import PROFILE_NAME, project_dir_in_use
 
     try:
         credentials = SnowflakeCredentials.load(names.credentials)

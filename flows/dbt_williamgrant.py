@@ -1,10 +1,10 @@
 """The William Grant dbt project, orchestrated by Prefect: the flow and its parameters.
 
-Typed parameters -> validated dbt argv (flows/invocation.py) -> one run per target within the
-run timeout (flows/guards.py) -> dbt through prefect-dbt's runner with a task run per node,
-kept artifacts and a summary (flows/run.py). A scheduled run first checks that it builds what
-prefect.yaml declares for its schedule (flows/schedule_guard.py). Deployment, schedules and
-per-schedule parameters live in prefect.yaml, not here.
+Typed parameters -> validated dbt argv (dbt_runtime/invocation.py) -> one run per target within
+the run timeout (dbt_runtime/guards.py) -> dbt through prefect-dbt's runner with a task run per
+node, kept artifacts and a summary (dbt_runtime/run.py). A scheduled run first checks that it
+builds what prefect.yaml declares for its schedule (dbt_runtime/schedule_guard.py). Deployment,
+schedules and per-schedule parameters live in prefect.yaml, not here.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 from pydantic import Field
 
-from flows import guards, notify, schedule_guard
-from flows.invocation import DbtCommand, Target, build_invocation, require_selected_nodes
-from flows.profiles import load_profiles, scope_to_target
-from flows.run import PROFILE_NAME, project_dir_in_use, run_dbt
-
-FLOW_NAME = "dbt-williamgrant"
+from dbt_runtime import guards, notify, schedule_guard
+from dbt_runtime.invocation import DbtCommand, Target, build_invocation, require_selected_nodes
+from dbt_runtime.profiles import load_profiles, scope_to_target
+from dbt_runtime.project import FLOW_NAME, PROFILE_NAME, project_dir_in_use
+from dbt_runtime.resume import KeptRunStates
+from dbt_runtime.run import run_dbt
 
 
 @flow(name=FLOW_NAME, log_prints=True, flow_run_name=notify.run_name)
@@ -58,7 +58,7 @@ def dbt_williamgrant(
         timeout_seconds: Stop dbt and end the run TimedOut after this long (default 3 hours),
             waiting for another run of the same target included.
     """
-    # A scheduled run builds what prefect.yaml declares for its schedule (flows/schedule_guard.py).
+    # A scheduled run builds what prefect.yaml declares for its schedule.
     if (declared := schedule_guard.enforce_declared_parameters(locals())) is not None:
         return dbt_williamgrant.fn(**declared)
     invocation = build_invocation(
@@ -69,6 +69,7 @@ def dbt_williamgrant(
         vars=vars,
         full_refresh=full_refresh,
         state=state,
+        kept_runs=KeptRunStates(),
     )
     # One run per target at a time, within timeout_seconds, transient connection errors retried.
     from prefect.runtime import flow_run

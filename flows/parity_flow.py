@@ -21,8 +21,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from migration.dbt_artifacts import ArtifactError
-from migration.parity import (
+from dbt_runtime.dbt_artifacts import ArtifactError
+from dbt_runtime.parity import (
     EXIT_OK,
     BadInput,
     compare,

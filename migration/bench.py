@@ -37,8 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dbt_runtime.project import PROJECT_DIR, REPO_ROOT
 from migration.local_stack import LocalStack, free_port
-from migration.project import PROJECT_DIR, REPO_ROOT
 from migration.synthetic_project import SyntheticProject, write_project
 
 DEFAULT_SIZES = "100 500 2000"
@@ -133,7 +133,7 @@ async def _visibility(flow_run_id: str) -> tuple[int, int | None]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from flows.node_reporter import recorded_task_runs
+    from dbt_runtime.node_reporter import recorded_task_runs
 
     run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
     async with get_client() as client:
@@ -256,8 +256,8 @@ async def _trigger_phases(stack: LocalStack) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    from flows.node_reporter import recorded_task_runs
-    from migration.project import deployment_full_name
+    from dbt_runtime.node_reporter import recorded_task_runs
+    from dbt_runtime.project import deployment_full_name
 
     triggered = datetime.now(UTC)
     flow_run = await run_deployment(  # type: ignore[misc]

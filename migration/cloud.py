@@ -21,7 +21,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from migration.project import (
+from dbt_runtime.profiles import REGISTERED_BY, block_refs, load_profiles, profile_targets
+from dbt_runtime.project import (
+    PROFILE_NAME,
     PROJECT_DIR,
     REPO_ROOT,
     deployment_config,
@@ -29,6 +31,7 @@ from migration.project import (
     source_config,
     work_pool_name,
 )
+from migration.source import deployed_commit
 
 MANAGED_POOL_TYPE = "prefect:managed"
 IMAGE_REPOSITORY = "prefecthq/prefect"
@@ -136,8 +139,6 @@ def quickstart_plan(commit: str) -> list[Step]:
 
 def required_blocks() -> list[tuple[str, str, str]]:
     """(block type, block name, script that registers it) for everything a Cloud run needs."""
-    from flows.profiles import REGISTERED_BY, block_refs, load_profiles, profile_targets
-    from flows.run import PROFILE_NAME
 
     needed = [
         (
@@ -198,7 +199,6 @@ def execute(plan: list[Step], dry_run: bool) -> int:
 
 
 def _head() -> str:
-    from migration.source import deployed_commit
 
     return deployed_commit()
 

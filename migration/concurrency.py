@@ -2,7 +2,8 @@
 
 prefect.yaml cannot declare global concurrency limits, so `prefect deploy` creates them in a build
 step (prefect.yaml runs this command), against whatever server it deploys to: the local stack of
-`make run` and Prefect Cloud alike. One limit per `flows.invocation.Target`; see flows/guards.py.
+`make run` and Prefect Cloud alike. One limit per `dbt_runtime.invocation.Target`; see
+dbt_runtime/guards.py.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from dbt_runtime.guards import SLOTS_PER_TARGET, ensure_limits
+
 
 def ensure_main() -> int:
-    from flows.guards import SLOTS_PER_TARGET, ensure_limits
 
     for change in asyncio.run(ensure_limits()):
         print(f"concurrency limit {change.name} ({SLOTS_PER_TARGET} slot): {change.action}")

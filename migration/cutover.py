@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from dbt_runtime.dbt_cloud import DEFAULT_BLOCK, DbtCloudError, load_credentials
+from dbt_runtime.project import DBT_CLOUD_EXPORT, REPO_ROOT, schedules
 from migration import schedules as prefect_schedules
-from migration.dbt_cloud import DEFAULT_BLOCK, DbtCloudError, load_credentials
 from migration.dbt_cloud_jobs import (
     DbtCloudJobs,
     JobImportError,
@@ -35,7 +36,6 @@ from migration.dbt_cloud_jobs import (
     schedule_slug,
     scheduled_jobs,
 )
-from migration.project import DBT_CLOUD_EXPORT, REPO_ROOT, schedules
 
 Direction = Literal["cutover", "rollback"]
 

@@ -2,7 +2,7 @@
 
 A dbt Cloud job is a cron (UTC), a target (`settings.target_name`) and `execute_steps`, each a
 dbt command line. The flow runs ONE dbt command per run, with the parameters in
-flows/invocation.py; each step is parsed against dbt's own CLI definition (`shlex` + the click
+dbt_runtime/invocation.py; each step is parsed against dbt's own CLI definition (`shlex` + the click
 options of that dbt command), and its flags are mapped onto the flow's parameters. What one flow
 run cannot express is reported, never silently dropped.
 """
@@ -20,8 +20,9 @@ from typing import Any
 
 import yaml
 
-from flows.invocation import DbtCommand, Target, build_invocation
-from migration.project import DBT_CLOUD_EXPORT, ScheduleSpec
+from dbt_runtime.dbt_cloud import run_sync
+from dbt_runtime.invocation import DbtCommand, Target, build_invocation
+from dbt_runtime.project import DBT_CLOUD_EXPORT, ScheduleSpec
 
 # Steps that dbt Cloud can run in sequence and `dbt build` covers in one DAG-ordered run.
 _BUILD_PARTS = {DbtCommand.seed, DbtCommand.run, DbtCommand.test, DbtCommand.snapshot}
@@ -361,19 +362,17 @@ __all__ = [
 
 
 class DbtCloudJobs:
-    """Synchronous GET/POST of dbt Cloud jobs over migration.dbt_cloud's client (real HTTP)."""
+    """Synchronous GET/POST of dbt Cloud jobs over dbt_runtime.dbt_cloud's client (real HTTP)."""
 
     def __init__(self, credentials: Any) -> None:
         self.credentials = credentials
 
     def get_job(self, job_id: int) -> dict[str, Any]:
-        from migration.dbt_cloud import run_sync
 
         return run_sync(lambda cloud: cloud.get_job(job_id), self.credentials)
 
     def set_schedule_trigger(self, job_id: int, enabled: bool) -> dict[str, Any]:
         """GET the job, set `triggers.schedule`, POST the whole job back (v2 has no PATCH)."""
-        from migration.dbt_cloud import run_sync
 
         async def update(cloud: Any) -> dict[str, Any]:
             job = await cloud.get_job(job_id)

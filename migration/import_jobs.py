@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from migration.dbt_cloud import DEFAULT_BLOCK, DbtCloudError, load_credentials
+from dbt_runtime.dbt_cloud import DEFAULT_BLOCK, DbtCloudError, load_credentials
+from dbt_runtime.project import DBT_CLOUD_EXPORT, schedules
 from migration.dbt_cloud_jobs import (
     DbtCloudJobs,
     JobImport,
@@ -26,7 +27,6 @@ from migration.dbt_cloud_jobs import (
     schedule_entry,
     scheduled_jobs,
 )
-from migration.project import DBT_CLOUD_EXPORT, schedules
 
 
 def read_jobs(args: argparse.Namespace) -> list[dict]:

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migration.project import REPO_ROOT, deployment_full_name, work_pool_name
+from dbt_runtime.artifact_store import register_local_store
+from dbt_runtime.project import REPO_ROOT, deployment_full_name, work_pool_name
+from dbt_runtime.settings import get_settings
 from migration.source import REPOSITORY_ENV
 
 DEFAULT_HOME = REPO_ROOT / ".local"
-DEFAULT_PORT = 4200
-WORKER_QUERY_SECONDS = 1  # how often the local process worker asks the server for runs
 
 
 def free_port() -> int:
@@ -43,7 +43,7 @@ class LocalStack:
     """A Prefect server + process worker rooted at `home`, talking only over loopback."""
 
     home: Path = DEFAULT_HOME
-    port: int = DEFAULT_PORT
+    port: int = field(default_factory=lambda: get_settings().prefect_port)
     repository: Path = REPO_ROOT
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -147,9 +147,9 @@ class LocalStack:
         self._spawn(
             "worker",
             [prefect, "worker", "start", "--pool", work_pool_name(), "--type", "process"],
-            # Poll for runs every WORKER_QUERY_SECONDS instead of Prefect's 10 s: an ad-hoc
+            # Poll for runs every WG_WORKER_QUERY_SECONDS instead of Prefect's 10 s: an ad-hoc
             # run starts within a second or two, at the price of a cheap query per poll.
-            {"PREFECT_WORKER_QUERY_SECONDS": str(WORKER_QUERY_SECONDS)},
+            {"PREFECT_WORKER_QUERY_SECONDS": str(get_settings().worker_query_seconds)},
         )
 
     def stop(self) -> list[str]:
@@ -188,10 +188,8 @@ class LocalStack:
         return self.home / "artifacts"
 
     def ensure_artifact_store(self) -> None:
-        """Point the artifacts storage block (flows/artifact_store.py) at `artifacts`."""
+        """Point the artifacts storage block (dbt_runtime/artifact_store.py) at `artifacts`."""
         from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        from flows.artifact_store import register_local_store
 
         with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
             register_local_store(self.artifacts)
@@ -325,7 +323,7 @@ def trigger_run(
 
 
 def run_main(parameters: dict[str, Any]) -> int:
-    stack = LocalStack(port=int(os.environ.get("WG_PREFECT_PORT", DEFAULT_PORT)))
+    stack = LocalStack(port=get_settings().prefect_port)
     print(f"Prefect server: {stack.ui_url} (home {stack.home})", flush=True)
     stack.start_server()
     stack.ensure_pool()
@@ -341,7 +339,7 @@ def run_main(parameters: dict[str, Any]) -> int:
 
 
 def stop_main() -> int:
-    stack = LocalStack(port=int(os.environ.get("WG_PREFECT_PORT", DEFAULT_PORT)))
+    stack = LocalStack(port=get_settings().prefect_port)
     stopped = stack.stop()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0

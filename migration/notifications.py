@@ -10,7 +10,7 @@ runs `apply` (`make deploy`, `make cloud-deploy`, the local stack).
   (edited or paused in the UI) is updated back to the file; duplicates are removed; a managed
   automation whose rule left the file is deleted.
 - A rule matches Prefect's flow-run state events (failed, crashed, timed_out, cancelled,
-  completed) and the flow's own `warned` event (flows/notify.py), for runs of THIS deployment
+  completed) and the flow's own `warned` event (dbt_runtime/notify.py), for runs of THIS deployment
   (prefect.yaml) on the rule's targets. The target is read from the run name, which the flow
   sets to `<target>: <name>` as it starts; a run that never got that far (a pull step failed)
   has no target yet and reaches every rule that listens for its outcome.
@@ -35,8 +35,9 @@ from uuid import UUID
 
 import yaml
 
-from flows.notify import RUN_NAME_SEPARATOR, WARNED_EVENT, target_prefix
-from migration.project import REPO_ROOT, deployment_config, flow_name
+from dbt_runtime.invocation import Target
+from dbt_runtime.notify import RUN_NAME_SEPARATOR, WARNED_EVENT, target_prefix
+from dbt_runtime.project import FLOW_NAME, REPO_ROOT, deployment_config
 
 NOTIFICATIONS_FILE = REPO_ROOT / "notifications.yaml"
 NAME_PREFIX = "wg-notify/"
@@ -65,7 +66,7 @@ class Outcome(StrEnum):
     completed = "completed"
     """The run succeeded (a run whose dbt nodes warned is also `warned`)."""
     warned = "warned"
-    """dbt tests or source freshness warned, the run still succeeded (flows/notify.py)."""
+    """dbt tests or source freshness warned, the run still succeeded (dbt_runtime/notify.py)."""
 
     @property
     def event(self) -> str:
@@ -131,7 +132,6 @@ class Change:
 
 
 def _targets() -> list[str]:
-    from flows.invocation import Target
 
     return [t.value for t in Target]
 
@@ -413,7 +413,7 @@ async def apply(
     from prefect.events.schemas.automations import AutomationCore
 
     rules = load_rules(path)
-    deployment, flow = str(deployment_config()["name"]), flow_name()
+    deployment, flow = str(deployment_config()["name"]), FLOW_NAME
     async with get_client() as client:
         wanted = {d for rule in rules for d in rule.notify}
         block_ids = await _block_ids(client, wanted)

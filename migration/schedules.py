@@ -16,29 +16,14 @@ import asyncio
 import datetime as dt
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from migration.project import ScheduleSpec, deployment_full_name, schedules
+from dbt_runtime.live_schedules import LiveSchedule, ScheduleError, read_live, write_schedule
+from dbt_runtime.project import ScheduleSpec, deployment_full_name, schedules
 
 NEXT_RUNS = 3
-
-
-class ScheduleError(RuntimeError):
-    """A schedule operation that cannot proceed; the message says what to fix."""
-
-
-@dataclass(frozen=True)
-class LiveSchedule:
-    """One schedule as the Prefect API stores it."""
-
-    id: UUID
-    slug: str | None
-    cron: str | None  # None: an interval/rrule schedule, which prefect.yaml never declares
-    timezone: str | None
-    active: bool
-    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -131,43 +116,9 @@ def deployment_id(client: Any, name: str | None = None) -> UUID:
         ) from None
 
 
-def read_live(client: Any, dep_id: UUID) -> list[LiveSchedule]:
-    out = []
-    for s in client.read_deployment_schedules(dep_id):
-        out.append(
-            LiveSchedule(
-                id=s.id,
-                slug=s.slug,
-                cron=getattr(s.schedule, "cron", None),
-                timezone=getattr(s.schedule, "timezone", None),
-                active=bool(s.active),
-                parameters=dict(s.parameters or {}),
-            )
-        )
-    return out
-
-
 def live_schedules(name: str | None = None) -> list[LiveSchedule]:
     with _client() as client:
         return read_live(client, deployment_id(client, name))
-
-
-def write_schedule(
-    client: Any, dep_id: UUID, live: LiveSchedule, *, active: bool, parameters: dict[str, Any]
-) -> None:
-    """Send the WHOLE schedule: with `active` alone the server resets `parameters` to {}."""
-    from prefect.client.schemas.schedules import CronSchedule
-
-    if not live.cron:
-        raise ScheduleError(f"schedule {live.slug!r} is not a cron schedule; fix it with `apply`")
-    client.update_deployment_schedule(
-        dep_id,
-        live.id,
-        active=active,
-        schedule=CronSchedule(cron=live.cron, timezone=live.timezone or "UTC"),
-        parameters=parameters,
-        slug=live.slug,
-    )
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,17 @@ WG_REPOSITORY_URL to a local git URL, which needs no credentials.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 
-from migration.project import REPO_ROOT, source_config
+from dbt_runtime.project import REPO_ROOT, source_config
+from dbt_runtime.settings import env_name, get_settings
 
-REPOSITORY_ENV = "WG_REPOSITORY_URL"
+REPOSITORY_ENV = env_name("repository_url")
 
 
 def repository_url() -> str:
-    override = os.environ.get(REPOSITORY_ENV, "").strip()
+    override = get_settings().repository_url.strip()
     if override:
         return override
     return f"https://github.com/{source_config()['github_repository']}.git"

@@ -4,7 +4,7 @@ A layered DAG: a few seeds, N models in up to MAX_LAYERS layers (layer 0 are vie
 seeds, every later model is a table joining one or two models of the layer before), and a
 `not_null` test on every second model. It runs on DuckDB with a copy of the tenant project's
 `local` target, under the tenant's profile name, so the flow's own profile handling
-(flows/profiles.py) serves it unchanged.
+(dbt_runtime/profiles.py) serves it unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from migration.project import PROJECT_DIR
+from dbt_runtime.project import PROJECT_DIR
 
 SEED_COUNT = 3
 SEED_ROWS = 40

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from dbt_runtime.project import REPO_ROOT
+from dbt_runtime.settings import get_settings
 from migration.local_stack import LocalStack, free_port
-from migration.project import REPO_ROOT
 
 
 def snapshot_repository(dest: Path) -> Path:
@@ -34,6 +35,14 @@ def snapshot_repository(dest: Path) -> Path:
     subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
     subprocess.run([*git, "commit", "-qm", "snapshot under test"], cwd=dest, check=True)
     return dest
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """Settings are read once per process; a test that sets WG_* variables gets them re-read."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

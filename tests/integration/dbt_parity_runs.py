@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from migration.project import REPO_ROOT
+from dbt_runtime.project import REPO_ROOT
 
 PROJECT = REPO_ROOT / "tenants" / "dbt_williamgrant"
 DBT = Path(sys.executable).parent / "dbt"

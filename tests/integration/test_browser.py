@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from migration import project
+from dbt_runtime import project
 from migration.local_stack import LocalStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -133,8 +133,8 @@ def test_v2_toggle_of_the_prod_schedule_keeps_its_next_run_on_prod(
     from prefect.flow_engine import run_flow
     from prefect.states import Pending
 
+    from dbt_runtime.schedule_guard import ARTIFACT_KEY
     from flows.dbt_williamgrant import dbt_williamgrant
-    from flows.schedule_guard import ARTIFACT_KEY
     from migration.schedules import read_live, write_schedule
 
     spec = _prod_spec()

@@ -14,7 +14,8 @@ import httpx
 import pytest
 from prefect_dbt.cloud import DbtCloudCredentials
 
-from migration import project, schedules
+from dbt_runtime import project
+from migration import schedules
 from migration.cli import main as cli
 from migration.cutover import JobPair, Sides, job_pairs, switch
 from migration.dbt_cloud_jobs import DbtCloudJobs, load_export, scheduled_jobs

@@ -1,4 +1,4 @@
-"""migration/dbt_cloud.py through prefect-dbt's real client, over real HTTPS on loopback.
+"""dbt_runtime/dbt_cloud.py through prefect-dbt's real client, over real HTTPS on loopback.
 
 The fake (tests/fakes/dbt_cloud_server.py) speaks the Admin API v2 endpoints the client calls;
 nothing in the client is patched: DbtCloudCredentials(domain=127.0.0.1:PORT) and SSL_CERT_FILE.
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prefect_dbt.cloud import DbtCloudCredentials
 
-from migration.dbt_cloud import (
+from dbt_runtime.dbt_cloud import (
     RUN_SUCCESS,
     DbtCloud,
     DbtCloudError,

@@ -9,7 +9,7 @@ import time
 import duckdb
 import pytest
 
-from migration import project
+from dbt_runtime import project
 from migration.local_stack import LocalStack, trigger_run
 
 pytestmark = pytest.mark.integration

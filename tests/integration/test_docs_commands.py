@@ -29,8 +29,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dbt_runtime.project import REPO_ROOT
 from migration.local_stack import LocalStack
-from migration.project import REPO_ROOT
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "runbook").glob("*.md"))]
 LOCAL_STACK_URL = "http://127.0.0.1:4200"
@@ -119,8 +119,8 @@ def docs_env(
     import certifi
     from prefect_dbt.cloud import DbtCloudCredentials
 
+    from dbt_runtime.dbt_cloud import DEFAULT_BLOCK
     from migration import schedules
-    from migration.dbt_cloud import DEFAULT_BLOCK
     from migration.dbt_cloud_jobs import load_export, scheduled_jobs
     from tests.fakes.dbt_cloud_server import FakeDbtCloud
 

@@ -1,4 +1,4 @@
-"""flows/node_reporter.py on a real dbt build inside a real flow run: each node becomes a
+"""dbt_runtime/node_reporter.py on a real dbt build inside a real flow run: each node becomes a
 task run with its state and its own dbt log lines, failures and skips included."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.node_reporter import run_dbt_with_node_reporting
+from dbt_runtime.node_reporter import run_dbt_with_node_reporting
 from migration.local_stack import LocalStack
 from migration.synthetic_project import write_project
 

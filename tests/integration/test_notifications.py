@@ -24,11 +24,12 @@ from typing import Any
 
 import pytest
 
-from flows.run import PROJECT_DIR, PROJECT_DIR_ENV
+from dbt_runtime.project import PROJECT_DIR, REPO_ROOT
+from dbt_runtime.settings import env_name
 from migration import notifications
 from migration.local_stack import LocalStack
-from migration.project import REPO_ROOT
 
+PROJECT_DIR_ENV = env_name("dbt_project_dir")
 pytestmark = [pytest.mark.integration, pytest.mark.notifications]
 
 BLOCK = "custom-webhook/wg-notify-test"
@@ -121,7 +122,7 @@ from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 from prefect.states import Pending
 from flows.dbt_williamgrant import dbt_williamgrant
-from migration import project
+from dbt_runtime import project
 
 async def pending_run():
     async with get_client() as client:

@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 
+from dbt_runtime.project import PROJECT_DIR, REPO_ROOT
+from dbt_runtime.settings import env_name
 from flows.dbt_williamgrant import dbt_williamgrant
-from flows.run import PROJECT_DIR, PROJECT_DIR_ENV
 from migration.artifacts import fetch_run_artifacts, latest_run_artifacts
 from migration.local_stack import LocalStack
-from migration.project import REPO_ROOT
 
+PROJECT_DIR_ENV = env_name("dbt_project_dir")
 pytestmark = [pytest.mark.integration, pytest.mark.observability]
 
 BROKEN_MODEL = "int_depletions_enriched"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from migration.project import REPO_ROOT
+from dbt_runtime.project import REPO_ROOT
 from tests.fakes.dbt_cloud_server import FakeDbtCloud
 from tests.integration.dbt_parity_runs import ADDED_MODEL, EXCLUDE, DbtRuns, generate
 
@@ -217,7 +217,7 @@ def test_unreachable_dbt_cloud_and_missing_block_exit_2(
 
 @pytest.mark.integration
 def test_prefect_candidate_by_flow_run_id(stack: Any, runs: DbtRuns):
-    from flows import artifact_store
+    from dbt_runtime import artifact_store
 
     flow_run_id = str(uuid.uuid4())
     artifact_store.keep_run_artifacts(

@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 
-from flows import artifact_store, guards
-from flows.invocation import Target
-from flows.node_reporter import recorded_task_runs
-from migration import project
+from dbt_runtime import artifact_store, guards, project
+from dbt_runtime.invocation import Target
+from dbt_runtime.node_reporter import recorded_task_runs
 from migration.local_stack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -109,7 +108,7 @@ def test_a_missing_block_for_the_target_fails_before_dbt_naming_the_script(
         "type": "snowflake",
         "account": f"{{{{ prefect.blocks.snowflake-credentials.{name}.account }}}}",
     }
-    from flows.profiles import ProfileError
+    from dbt_runtime.profiles import ProfileError
 
     with pytest.raises(ProfileError) as caught:
         guards.guarded_run(Target.dev, lambda: None, 60, settings, "dbt build", print)
@@ -310,8 +309,8 @@ def test_a_killed_run_ends_crashed_frees_its_target_and_resumes_without_rebuildi
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    from flows.node_reporter import TASK_KEY_PREFIX
-    from flows.resume import succeeded_nodes
+    from dbt_runtime.node_reporter import TASK_KEY_PREFIX
+    from dbt_runtime.resume import succeeded_nodes
 
     async def scenario() -> Any:
         run = await run_deployment(  # type: ignore[misc]

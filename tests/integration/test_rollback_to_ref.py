@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from migration import project, schedules
+from dbt_runtime import project
+from migration import schedules
 from migration.cutover import rollback_to_ref
 from migration.local_stack import LocalStack, trigger_run
 from migration.source import REPOSITORY_ENV

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from migration import project, schedules
+from dbt_runtime import project
+from migration import schedules
 from migration.cli import main as cli
 from migration.local_stack import LocalStack
 

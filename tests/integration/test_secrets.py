@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from dbt_runtime.project import REPO_ROOT
 from migration.local_stack import LocalStack
-from migration.project import REPO_ROOT
 from tests.integration.test_snowflake_path import (
     Emulator,
     copy_project,
@@ -162,7 +162,7 @@ def _deployment_updated() -> Any:
     async def read() -> Any:
         from prefect.client.orchestration import get_client
 
-        from migration.project import deployment_full_name
+        from dbt_runtime.project import deployment_full_name
 
         async with get_client() as client:
             return (await client.read_deployment_by_name(deployment_full_name())).updated

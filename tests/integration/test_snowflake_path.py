@@ -39,11 +39,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from dbt_runtime.project import PROJECT_DIR, REPO_ROOT
+from dbt_runtime.settings import env_name
 from flows.dbt_williamgrant import dbt_williamgrant
-from flows.run import PROJECT_DIR, PROJECT_DIR_ENV
 from migration.local_stack import LocalStack, free_port
-from migration.project import REPO_ROOT
 
+PROJECT_DIR_ENV = env_name("dbt_project_dir")
 pytestmark = [pytest.mark.integration, pytest.mark.snowflake]
 
 # What fakesnow cannot run (see the module docstring).

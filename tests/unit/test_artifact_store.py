@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from flows import artifact_store
+from dbt_runtime import artifact_store
+from dbt_runtime.settings import env_name, get_settings
 
 pytestmark = pytest.mark.observability
 
@@ -64,6 +65,7 @@ def test_only_failed_or_skipped_nodes_make_a_run_worth_retrying(tmp_path: Path) 
 
 def test_the_storage_block_is_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     assert artifact_store.artifacts_block() == "local-file-system/wg-dbt-artifacts"
-    monkeypatch.setenv(artifact_store.ARTIFACTS_BLOCK_ENV, "s3-bucket/wg-dbt-artifacts")
+    monkeypatch.setenv(env_name("artifacts_block"), "s3-bucket/wg-dbt-artifacts")
+    get_settings.cache_clear()  # settings are read once per process: a new process reads this
     assert artifact_store.artifacts_block() == "s3-bucket/wg-dbt-artifacts"
     assert "WG_ARTIFACTS_BLOCK" in artifact_store.register_hint()

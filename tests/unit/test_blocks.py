@@ -19,8 +19,14 @@ from blocks.register_snowflake import (
     snowflake_inputs,
     snowflake_targets,
 )
-from flows.profiles import BlockRef, ProfileError, drop_unset_fields, field_refs, load_profiles
-from flows.run import PROFILE_NAME, PROJECT_DIR
+from dbt_runtime.profiles import (
+    BlockRef,
+    ProfileError,
+    drop_unset_fields,
+    field_refs,
+    load_profiles,
+)
+from dbt_runtime.project import PROFILE_NAME, PROJECT_DIR
 
 FAKE_PASSWORD = "fake-password-not-real"  # pragma: allowlist secret
 NOT_A_KEY = "-----BEGIN PRIVATE KEY-----\nnope\n"  # pragma: allowlist secret
@@ -293,7 +299,7 @@ FAKE_TOKEN = "github_pat_" + "A1" * 20  # pragma: allowlist secret
 
 
 def test_github_block_name_is_read_from_prefect_yaml() -> None:
-    from migration.project import source_config
+    from dbt_runtime.project import source_config
 
     assert register_github.block_name() == source_config()["credentials_block"]
 

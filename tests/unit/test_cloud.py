@@ -7,7 +7,8 @@ import re
 import subprocess
 import sys
 
-from migration import cloud, project
+from dbt_runtime import project
+from migration import cloud
 from migration.local_stack import free_port
 
 REPO = project.REPO_ROOT

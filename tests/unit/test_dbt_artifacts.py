@@ -1,4 +1,4 @@
-"""migration/dbt_artifacts.py: reading manifest/run_results across dbt versions, and refusing
+"""dbt_runtime/dbt_artifacts.py: reading manifest/run_results across dbt versions, and refusing
 files that are not the artifact they should be, with the file named."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from migration.dbt_artifacts import (
+from dbt_runtime.dbt_artifacts import (
     ArtifactError,
     Outcome,
     load_dir,
@@ -56,7 +56,7 @@ def test_a_newer_schema_is_read_with_a_note_not_rejected(tmp_path: Path):
 
 
 def test_statuses_from_newer_dbt_are_kept_and_classified():
-    from migration.dbt_artifacts import outcome
+    from dbt_runtime.dbt_artifacts import outcome
 
     assert outcome("reused") is Outcome.ok  # dbt 1.12 state-aware orchestration
     assert outcome("Success") is Outcome.ok

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from flows.invocation import build_invocation
-from migration import project
+from dbt_runtime import project
+from dbt_runtime.invocation import build_invocation
 from migration.dbt_cloud_jobs import (
     JobImportError,
     import_drift,

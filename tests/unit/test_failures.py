@@ -6,10 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from flows.failures import FailureKind, classify_error, classify_nodes, error_detail, failure_of
-from flows.invocation import InvalidParameter, KeptState, Target, build_invocation, parse_state
-from flows.profiles import ProfileError
-from flows.summary import NodeRow, summarize
+from dbt_runtime.failures import (
+    FailureKind,
+    classify_error,
+    classify_nodes,
+    error_detail,
+    failure_of,
+)
+from dbt_runtime.invocation import (
+    InvalidParameter,
+    KeptState,
+    Target,
+    build_invocation,
+    state_reference,
+)
+from dbt_runtime.profiles import ProfileError
+from dbt_runtime.summary import NodeRow, summarize
 
 pytestmark = pytest.mark.observability
 
@@ -97,7 +109,7 @@ def test_an_error_before_any_node_ran_keeps_its_informative_line() -> None:
 
 def test_long_failure_lists_are_cut_with_a_pointer_to_the_summary() -> None:
     failed = tuple(row(f"test.wg.t{i}", "fail", "1 failing rows") for i in range(15))
-    from flows.failures import Failure
+    from dbt_runtime.failures import Failure
 
     text = Failure(FailureKind.test_failure, "dbt test --target prod", failed).message()
     assert "... and 5 more (see the summary)" in text
@@ -121,13 +133,13 @@ def test_long_failure_lists_are_cut_with_a_pointer_to_the_summary() -> None:
 def test_state_keywords_parse_without_looking_anything_up(
     state: str, parsed: KeptState | Path | None
 ) -> None:
-    assert parse_state(state) == parsed
+    assert state_reference(state) == parsed
 
 
 @pytest.mark.parametrize("state", ["staging:last-success", "prod:latest-success", "prod:last-x"])
 def test_unknown_state_keywords_name_the_accepted_forms(state: str) -> None:
     with pytest.raises(InvalidParameter, match=r"parameter 'state'.*prod\|local.*last-success"):
-        parse_state(state)
+        state_reference(state)
 
 
 def test_retry_needs_to_know_which_run_to_retry() -> None:

@@ -1,4 +1,4 @@
-"""flows/guards.py without a server: limit names, the run deadline, connection-error retries."""
+"""dbt_runtime/guards.py without a server: limit names, run deadline, connection-error retries."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from flows import guards
-from flows.invocation import (
+from dbt_runtime import guards
+from dbt_runtime.invocation import (
     InvalidParameter,
     NothingSelected,
     Target,

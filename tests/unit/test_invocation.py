@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flows.invocation import DbtCommand, InvalidParameter, Target, build_invocation
+from dbt_runtime.invocation import DbtCommand, InvalidParameter, Target, build_invocation
 
 
 def test_scheduled_defaults_build_the_target() -> None:

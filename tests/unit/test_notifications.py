@@ -11,8 +11,8 @@ from uuid import uuid4
 
 import pytest
 
-from flows import notify
-from flows.invocation import Target
+from dbt_runtime import notify
+from dbt_runtime.invocation import Target
 from migration import notifications as n
 
 pytestmark = pytest.mark.notifications

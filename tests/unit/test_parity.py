@@ -1,4 +1,4 @@
-"""migration/parity.py without dbt or a server: classification, explanations, exit codes,
+"""dbt_runtime/parity.py without dbt or a server: classification, explanations, exit codes,
 selector evaluation and the report text, on small hand-written artifacts."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from migration.dbt_artifacts import RunArtifacts, parse_manifest, parse_run_results
-from migration.parity import (
+from dbt_runtime.dbt_artifacts import RunArtifacts, parse_manifest, parse_run_results
+from dbt_runtime.parity import (
     EXIT_DIFFERENT,
     EXIT_OK,
     Kind,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.invocation import DbtCommand, Target
-from migration import project
+from dbt_runtime import project
+from dbt_runtime.invocation import DbtCommand, Target
 from migration.dbt_cloud_jobs import load_export, schedule_for_job, scheduled_jobs
 
 REPO = project.REPO_ROOT

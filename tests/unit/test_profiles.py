@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.invocation import Target
-from flows.profiles import (
+from dbt_runtime.invocation import Target
+from dbt_runtime.profiles import (
     BlockRef,
     ProfileError,
     block_refs,
@@ -17,7 +17,7 @@ from flows.profiles import (
     profile_targets,
     write_scoped_profiles,
 )
-from flows.run import PROFILE_NAME, PROJECT_DIR
+from dbt_runtime.project import PROFILE_NAME, PROJECT_DIR
 
 
 def test_profiles_yml_has_exactly_the_flow_targets() -> None:

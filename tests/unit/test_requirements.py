@@ -7,7 +7,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from migration.project import REPO_ROOT
+from dbt_runtime.project import REPO_ROOT
 from migration.requirements import unsatisfied
 
 PREFECT = version("prefect")

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from flows.invocation import DbtCommand, InvalidParameter, Target, build_invocation
-from flows.node_reporter import TASK_KEY_PREFIX
-from flows.resume import REMAINING, resume_invocation, succeeded_nodes, write_run_results
+from dbt_runtime.invocation import DbtCommand, InvalidParameter, Target, build_invocation
+from dbt_runtime.node_reporter import TASK_KEY_PREFIX
+from dbt_runtime.resume import REMAINING, resume_invocation, succeeded_nodes, write_run_results
 from migration.synthetic_project import write_project
 
 

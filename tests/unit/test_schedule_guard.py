@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from flows.invocation import DbtCommand, Target
-from flows.schedule_guard import Action, decide, report_markdown
-from migration.project import ScheduleSpec, deployment_config, schedules
+from dbt_runtime.invocation import DbtCommand, Target
+from dbt_runtime.project import ScheduleSpec, deployment_config, schedules
+from dbt_runtime.schedule_guard import Action, decide, report_markdown
 
 PROD = next(s for s in schedules() if s.parameters.get("target") == "prod")
 DEPLOYMENT_DEFAULTS = dict(deployment_config()["parameters"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from migration import project
+from dbt_runtime import project
 from migration.schedules import LiveSchedule, parameters_to_keep, schedule_drift
 
 

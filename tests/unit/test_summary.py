@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flows.summary import first_error_line, summarize
+from dbt_runtime.summary import first_error_line, summarize
 
 pytestmark = pytest.mark.observability
 

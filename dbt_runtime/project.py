@@ -1,4 +1,7 @@
-"""Facts about this repository, read from the files that own them (prefect.yaml first)."""
+"""Facts about this repository, read from the files that own them (prefect.yaml first).
+
+The one place the flow's name, the tenant project and its profile are named.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,15 @@ from typing import Any
 
 import yaml
 
+from dbt_runtime.settings import get_settings
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
 PROJECT_DIR = REPO_ROOT / "tenants" / "dbt_williamgrant"
+PROFILE_NAME = "dbt_williamgrant"
+TARGET_DIR = "target"  # dbt_project.yml target-path
 DBT_CLOUD_EXPORT = REPO_ROOT / "migration" / "dbt_cloud_export" / "jobs.json"
+FLOW_NAME = "dbt-williamgrant"
 
 
 @dataclass(frozen=True)
@@ -50,15 +58,15 @@ def entrypoint(path: Path = PREFECT_YAML) -> str:
     return str(deployment_config(path)["entrypoint"])
 
 
-def flow_name() -> str:
-    from flows.dbt_williamgrant import FLOW_NAME
-
-    return FLOW_NAME
+def project_dir_in_use() -> Path:
+    """The dbt project a run builds: this repository's, or WG_DBT_PROJECT_DIR (a test's copy)."""
+    override = get_settings().dbt_project_dir
+    return override.resolve() if override else PROJECT_DIR
 
 
 def deployment_full_name(path: Path = PREFECT_YAML) -> str:
     """`<flow name>/<deployment name>`, as `prefect deployment run` wants it."""
-    return f"{flow_name()}/{deployment_config(path)['name']}"
+    return f"{FLOW_NAME}/{deployment_config(path)['name']}"
 
 
 def schedules(path: Path = PREFECT_YAML) -> list[ScheduleSpec]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from migration.dbt_artifacts import (
+from dbt_runtime.dbt_artifacts import (
     COMMAND_RESOURCE_TYPES,
     MANIFEST,
     RUN_RESULTS,
@@ -35,13 +34,14 @@ from migration.dbt_artifacts import (
     parse_manifest,
     parse_run_results,
 )
+from dbt_runtime.settings import default, env_name, get_settings
 
 if TYPE_CHECKING:
     from prefect_dbt.cloud import DbtCloudCredentials
     from prefect_dbt.cloud.clients import DbtCloudAdministrativeClient
 
-BLOCK_ENV = "WG_DBT_CLOUD_BLOCK"
-DEFAULT_BLOCK = "wg-dbt-cloud"
+BLOCK_ENV = env_name("dbt_cloud_block")
+DEFAULT_BLOCK = str(default("dbt_cloud_block"))
 REGISTER_HINT = "blocks/register_dbt_cloud.py"
 # Run status codes of the Admin API v2.
 RUN_SUCCESS, RUN_ERROR, RUN_CANCELLED = 10, 20, 30
@@ -88,7 +88,7 @@ def load_credentials(block_name: str | None = None) -> DbtCloudCredentials:
     """The DbtCloudCredentials block (default WG_DBT_CLOUD_BLOCK or `wg-dbt-cloud`)."""
     from prefect_dbt.cloud import DbtCloudCredentials
 
-    name = block_name or os.environ.get(BLOCK_ENV) or DEFAULT_BLOCK
+    name = block_name or get_settings().dbt_cloud_block
     try:
         block = DbtCloudCredentials.load(name, _sync=True)
     except ValueError as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import parse_state
+from dbt_runtime import partial_parse
 from migration.synthetic_project import write_project
 
 
@@ -27,10 +27,10 @@ def store(tmp_path: Path) -> object:
 def test_every_checkout_runs_from_the_same_path_per_target(tmp_path: Path) -> None:
     first = write_project(tmp_path / "clone-1", 1).path
     second = shutil.copytree(first, tmp_path / "clone-2")
-    link = parse_state.stable_project_dir(first, "local")
-    assert parse_state.stable_project_dir(second, "local") == link
+    link = partial_parse.stable_project_dir(first, "local")
+    assert partial_parse.stable_project_dir(second, "local") == link
     assert link.resolve() == second.resolve()  # the newest run's checkout
-    assert parse_state.stable_project_dir(second, "dev") != link  # targets run side by side
+    assert partial_parse.stable_project_dir(second, "dev") != link  # targets run side by side
 
 
 def test_another_prefect_api_gets_its_own_path(tmp_path: Path) -> None:
@@ -38,26 +38,26 @@ def test_another_prefect_api_gets_its_own_path(tmp_path: Path) -> None:
 
     project = write_project(tmp_path / "clone", 1).path
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:1/api"}):
-        one = parse_state.stable_project_dir(project, "local")
+        one = partial_parse.stable_project_dir(project, "local")
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:2/api"}):
-        other = parse_state.stable_project_dir(project, "local")
+        other = partial_parse.stable_project_dir(project, "local")
     assert one != other
 
 
 def test_kept_state_is_restored_only_where_dbt_has_none(tmp_path: Path, store: object) -> None:
     project = write_project(tmp_path / "clone", 1).path
     target = project / "target"
-    assert not parse_state.restore(store, "local", project, target)  # nothing kept yet
+    assert not partial_parse.restore(store, "local", project, target)  # nothing kept yet
     target.mkdir()
-    (target / parse_state.STATE_FILE).write_bytes(b"state of run 1")
-    parse_state.keep(store, "local", project, target)
-    (target / parse_state.STATE_FILE).write_bytes(b"dbt's own, newer")
-    assert not parse_state.restore(store, "local", project, target)
-    assert (target / parse_state.STATE_FILE).read_bytes() == b"dbt's own, newer"
+    (target / partial_parse.STATE_FILE).write_bytes(b"state of run 1")
+    partial_parse.keep(store, "local", project, target)
+    (target / partial_parse.STATE_FILE).write_bytes(b"dbt's own, newer")
+    assert not partial_parse.restore(store, "local", project, target)
+    assert (target / partial_parse.STATE_FILE).read_bytes() == b"dbt's own, newer"
     shutil.rmtree(target)  # a fresh checkout
-    assert parse_state.restore(store, "local", project, target)
-    assert (target / parse_state.STATE_FILE).read_bytes() == b"state of run 1"
-    assert not parse_state.restore(store, "dev", project, target.parent / "other")  # per target
+    assert partial_parse.restore(store, "local", project, target)
+    assert (target / partial_parse.STATE_FILE).read_bytes() == b"state of run 1"
+    assert not partial_parse.restore(store, "dev", project, target.parent / "other")  # per target
 
 
 def _dbt_build(project: Path, warehouse: Path) -> str:
@@ -75,13 +75,13 @@ def test_real_dbt_reuses_the_state_in_a_new_checkout_and_reads_its_seeds(
     tmp_path: Path, store: object
 ) -> None:
     first = write_project(tmp_path / "clone-1", 3).path
-    link = parse_state.stable_project_dir(first, "local")
+    link = partial_parse.stable_project_dir(first, "local")
     _dbt_build(link, tmp_path / "warehouse.duckdb")
-    parse_state.keep(store, "local", link, link / "target")
+    partial_parse.keep(store, "local", link, link / "target")
 
     second = shutil.copytree(first, tmp_path / "clone-2", ignore=shutil.ignore_patterns("target"))
     shutil.rmtree(first)  # the worker deleted the first run's directory
-    link = parse_state.stable_project_dir(second, "local")
-    assert parse_state.restore(store, "local", link, link / "target")
+    link = partial_parse.stable_project_dir(second, "local")
+    assert partial_parse.restore(store, "local", link, link / "target")
     output = _dbt_build(link, tmp_path / "warehouse.duckdb")  # seeds load from the new checkout
     assert "Unable to do partial parsing" not in output

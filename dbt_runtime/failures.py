@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from flows.summary import NodeRow, RunSummary, first_error_line
+from dbt_runtime.invocation import InvalidParameter
+from dbt_runtime.profiles import ProfileError
+from dbt_runtime.summary import NodeRow, RunSummary, first_error_line
 
 MAX_LISTED = 10
 
@@ -90,9 +92,6 @@ def classify_nodes(failed: tuple[NodeRow, ...]) -> FailureKind:
 
 def classify_error(exc: BaseException) -> FailureKind:
     """The kind of an error raised before or instead of node results."""
-    from flows.invocation import InvalidParameter
-    from flows.profiles import ProfileError
-
     if isinstance(exc, InvalidParameter):
         return FailureKind.bad_parameter
     if isinstance(exc, ProfileError):

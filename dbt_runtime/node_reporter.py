@@ -19,7 +19,7 @@ and replaces only its dbt callback (`_create_unified_callback`, the one seam pre
 
 The flow run shows each node Running -> Completed / Failed (skipped nodes: Completed named
 "Skipped") while dbt runs, the node's dbt log lines on its task run, and a progress line every
-PROGRESS_INTERVAL_SECONDS. Outside a flow run nothing is reported (as with PrefectDbtRunner).
+WG_PROGRESS_INTERVAL_SECONDS. Outside a flow run nothing is reported (as with PrefectDbtRunner).
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ from uuid import UUID
 
 from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
+from dbt_runtime.settings import get_settings
+
 # dbt's node_status values (dbt.contracts.results.NodeStatus): what each becomes in Prefect.
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 SKIPPED_STATUSES = frozenset({"skipped"})
@@ -49,7 +51,6 @@ NODE_START = "NodeStart"
 NODE_FINISHED = "NodeFinished"
 # dbt EventLevel values at or above INFO: what the runner's log level (INFO) shows.
 LOGGED_LEVELS = frozenset({"info", "warn", "error"})
-PROGRESS_INTERVAL_SECONDS = 10.0
 TASK_KEY_PREFIX = "dbt-node"  # a node's task run: task_key "dbt-node-<unique_id>"
 SKIPPED_STATE_NAME = "Skipped"  # a skipped node's task run: Completed, with this name
 
@@ -79,7 +80,9 @@ class NodeReporter:
     flow_name: str
     flow_logger: logging.LoggerAdapter[logging.Logger] | logging.Logger
     manifest_path: Path
-    progress_interval: float = PROGRESS_INTERVAL_SECONDS
+    progress_interval: float = field(
+        default_factory=lambda: get_settings().progress_interval_seconds
+    )
     on_first_node: Callable[[], None] | None = None
     """Called on the reporter thread when dbt starts its first node (its manifest is written)."""
     _queue: queue.SimpleQueue[tuple[str, Any] | None] = field(default_factory=queue.SimpleQueue)

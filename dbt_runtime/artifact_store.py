@@ -14,16 +14,21 @@ names the fix, and retry / `state` keywords, which need kept artifacts, fail nam
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# The one place the storage block is named: `<block type slug>/<block name>`.
-ARTIFACTS_BLOCK_ENV = "WG_ARTIFACTS_BLOCK"
-DEFAULT_ARTIFACTS_BLOCK = "local-file-system/wg-dbt-artifacts"
+from dbt_runtime.invocation import (
+    FINISHED_STATE_TYPES,
+    KeptState,
+    ResolvedState,
+    StateKeyword,
+    Target,
+)
+from dbt_runtime.project import FLOW_NAME
+from dbt_runtime.settings import get_settings
 
 KEPT_FILES = ("run_results.json", "manifest.json", "sources.json", "catalog.json")
 LOG_FILE = "dbt.log"
@@ -48,14 +53,15 @@ class KeptRun:
 
 
 def artifacts_block() -> str:
-    return os.environ.get(ARTIFACTS_BLOCK_ENV, "").strip() or DEFAULT_ARTIFACTS_BLOCK
+    """The storage block, `<block type slug>/<block name>` (settings: WG_ARTIFACTS_BLOCK)."""
+    return get_settings().artifacts_block.strip()
 
 
 def register_hint(block: str | None = None) -> str:
     block = block or artifacts_block()
     if block.startswith("local-file-system/"):
         return "run `python blocks/register_artifacts.py --basepath <dir outside the worker>`"
-    return f"create the block {block} in Prefect, or set {ARTIFACTS_BLOCK_ENV}"
+    return f"create the block {block} in Prefect, or set WG_ARTIFACTS_BLOCK"
 
 
 def load_store() -> Any:
@@ -125,7 +131,7 @@ def keep_run_files(
 
 def keep_run_start(store: Any, target: str, flow_run_id: str, facts: dict[str, Any]) -> KeptRun:
     """Before dbt starts: the index alone (no files yet). If the process dies, this is what
-    says which run it was and with which parameters (flows/resume.py)."""
+    says which run it was and with which parameters (dbt_runtime/resume.py)."""
     return _write_index(store, target, flow_run_id, [], facts)
 
 
@@ -148,8 +154,6 @@ def read_index(store: Any, target: str, flow_run_id: str) -> dict[str, Any] | No
 
 def find_kept_run(store: Any, flow_run_id: str, targets: Iterable[str] | None = None) -> KeptRun:
     """The kept artifacts of a flow run, whatever its target."""
-    from flows.invocation import Target
-
     for target in targets or [t.value for t in Target]:
         index = read_index(store, target, flow_run_id)
         if index is not None:
@@ -219,7 +223,11 @@ async def _flow_runs_newest_first(
 
 
 def latest_kept_run(
-    store: Any, target: str, state_types: list[str] | None, flow_name: str, scan: int = 500
+    store: Any,
+    target: str,
+    state_types: list[str] | None,
+    flow_name: str = FLOW_NAME,
+    scan: int = 500,
 ) -> KeptRun:
     """The newest run of the flow on `target` (in one of `state_types`) with kept artifacts."""
     from prefect.utilities.asyncutils import run_coro_as_sync
@@ -258,10 +266,6 @@ def register_local_store(basepath: Path, name: str | None = None) -> str:
     return block
 
 
-# `state` keywords -> which runs qualify (Prefect state types).
-KEYWORD_STATE_TYPES = {"last-success": ["COMPLETED"], "last-failure": ["FAILED", "CRASHED"]}
-
-
 def state_cache_dir(flow_run_id: str) -> Path:
     """Where a kept run is fetched to for `--state` / retry: outside any project directory."""
     import tempfile
@@ -269,18 +273,33 @@ def state_cache_dir(flow_run_id: str) -> Path:
     return Path(tempfile.gettempdir()) / "wg-dbt-state" / flow_run_id
 
 
-def fetch_state(ref: Any) -> Any:
-    """A `flows.invocation.KeptState` -> ResolvedState: the kept run fetched to local disk."""
-    from flows.dbt_williamgrant import FLOW_NAME
-    from flows.invocation import ResolvedState
-
+def fetch_state(ref: KeptState) -> ResolvedState:
+    """A `state` reference to a kept run -> ResolvedState: the kept run fetched to local disk."""
     store = load_store()
     if ref.flow_run_id:
         kept = find_kept_run(store, ref.flow_run_id)
     else:
-        kept = latest_kept_run(store, ref.target.value, KEYWORD_STATE_TYPES[ref.keyword], FLOW_NAME)
+        assert ref.target is not None and ref.keyword is not None  # state_reference guarantees it
+        kept = latest_kept_run(store, ref.target.value, ref.keyword.state_types)
     dest = state_cache_dir(kept.flow_run_id)
     if dest.exists():
         shutil.rmtree(dest)
     fetch_kept_run(store, kept, dest)
     return ResolvedState(dest, kept.flow_run_id, kept.target)
+
+
+def fetch_run_artifacts(flow_run_id: str, dest: Path) -> Path:
+    """Copy the kept files of one flow run into `dest` (created); return `dest`.
+
+    Raises ArtifactStoreError naming the run and block when none were kept.
+    """
+    store = load_store()
+    return fetch_kept_run(store, find_kept_run(store, flow_run_id), dest)
+
+
+def latest_run_artifacts(target: str, dest: Path, successful: bool = True) -> tuple[str, Path]:
+    """Fetch the newest (Completed, unless successful=False) run on `target` into `dest`."""
+    store = load_store()
+    states = StateKeyword.last_success.state_types if successful else FINISHED_STATE_TYPES
+    kept = latest_kept_run(store, Target(target).value, states)
+    return kept.flow_run_id, fetch_kept_run(store, kept, dest)

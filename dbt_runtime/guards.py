@@ -1,7 +1,7 @@
 """What keeps a dbt run safe to schedule: one run per target at a time, a run timeout, and a
 clear, bounded answer when the warehouse cannot be reached.
 
-- Overlap: each `flows.invocation.Target` has a Prefect global concurrency limit of ONE slot
+- Overlap: each `dbt_runtime.invocation.Target` has a Prefect global concurrency limit of ONE slot
   (`limit_name`). A run holds its target's slot while dbt executes; a second run for the same
   target WAITS (within its own timeout) rather than being cancelled, so a schedule that fires
   during a long ad-hoc run still builds afterwards. dev and prod have separate limits and run
@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from flows.invocation import Target
+from dbt_runtime.invocation import Target
+from dbt_runtime.profiles import block_refs, check_blocks_exist
 
 LIMIT_PREFIX = "dbt-williamgrant-target-"
 SLOTS_PER_TARGET = 1
@@ -383,8 +384,6 @@ def guarded_run[T](
 
     def remaining() -> float:
         return timeout_seconds - (time.monotonic() - started)
-
-    from flows.profiles import block_refs, check_blocks_exist
 
     # Missing blocks first: their message names the script that registers them.
     run_coro_as_sync(check_blocks_exist(block_refs(target_settings), target.value))

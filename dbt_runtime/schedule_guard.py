@@ -31,7 +31,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from migration.project import ScheduleSpec, deployment_config, schedules
+from dbt_runtime import notify
+from dbt_runtime.live_schedules import read_live, write_schedule
+from dbt_runtime.project import ScheduleSpec, deployment_config, schedules
 
 ARTIFACT_KEY = "schedule-guard"
 REPAIR_COMMAND = "python -m migration schedules repair"
@@ -176,8 +178,6 @@ def report_markdown(decision: GuardDecision, repaired: str) -> str:
 
 def _repair(client: Any, deployment_id: Any, slug: str, declared: ScheduleSpec) -> str:
     """Write the whole schedule back with prefect.yaml's parameters, keeping `active` as is."""
-    from migration.schedules import read_live, write_schedule
-
     live = next((s for s in read_live(client, deployment_id) if s.slug == slug), None)
     if live is None:
         return f"not repaired: {slug!r} is no longer on the deployment"
@@ -234,8 +234,6 @@ def enforce_declared_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]
                 repaired = f"NOT repaired ({exc}); run `{REPAIR_COMMAND}`"
         if decision.action is Action.run_declared:
             # The run's page then shows the parameters (and target in its name) it builds with.
-            from flows import notify
-
             wrong_prefix = notify.target_prefix(str(_plain(parameters.get("target"))))
             name = notify.named_for_target(
                 str(_plain(decision.parameters.get("target"))), run.name.removeprefix(wrong_prefix)

@@ -2,8 +2,8 @@
 
 A killed process writes no run_results.json, so `dbt retry` has nothing to read. What survives:
 - the kept index the run wrote before dbt started (its validated parameters) and the
-  manifest.json it kept when dbt started executing (flows/artifact_store.py);
-- the per-node task runs Prefect recorded while dbt ran (flows/node_reporter.py): every node
+  manifest.json it kept when dbt started executing (dbt_runtime/artifact_store.py);
+- the per-node task runs Prefect recorded while dbt ran (dbt_runtime/node_reporter.py): every node
   the UI shows Completed was built.
 
 From these a run_results.json is written in which those nodes succeeded and every other node
@@ -26,17 +26,22 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flows.invocation import (
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+from dbt_runtime import artifact_store
+from dbt_runtime.invocation import (
     DbtCommand,
     DbtInvocation,
     InvalidParameter,
+    KeptRuns,
+    KeptState,
     ResolvedState,
     Target,
     build_invocation,
     selectors,
     state_dir,
 )
-from flows.node_reporter import SKIPPED_STATE_NAME, TASK_KEY_PREFIX, recorded_task_runs
+from dbt_runtime.node_reporter import SKIPPED_STATE_NAME, TASK_KEY_PREFIX, recorded_task_runs
 
 # The commands a crashed run can be resumed for, and the manifest resource types each executes.
 RESUMABLE_COMMANDS: dict[DbtCommand, frozenset[str] | None] = {
@@ -120,6 +125,7 @@ def resume_invocation(
     succeeded: set[str],
     manifest: Mapping[str, Any] | None,
     workdir: Path,
+    kept_runs: KeptRuns | None = None,
 ) -> DbtInvocation:
     """The crashed run's invocation (its recorded `parameters`) minus the `succeeded` nodes."""
     command = DbtCommand(parameters.get("command", DbtCommand.build))
@@ -133,7 +139,9 @@ def resume_invocation(
     }
     original["full_refresh"] = bool(original["full_refresh"])
     if not succeeded or manifest is None:
-        whole = build_invocation(command, target, state=parameters.get("state"), **original)
+        whole = build_invocation(
+            command, target, state=parameters.get("state"), kept_runs=kept_runs, **original
+        )
         why = "no node finished" if not succeeded else "it kept no manifest.json"
         return dataclasses.replace(whole, note=f"running it again whole: {why}")
     statuses = {node: NOT_BUILT for node in manifest_nodes(manifest, command)}
@@ -143,7 +151,7 @@ def resume_invocation(
     write_run_results(workdir, statuses)
     # One --state directory serves both: the crashed run's comparison manifest (state:modified,
     # deferral) if it had one, and the run_results.json `result:` reads.
-    if (compared := state_dir(parameters.get("state"))) is not None:
+    if (compared := state_dir(parameters.get("state"), kept_runs)) is not None:
         shutil.copy2(compared / "manifest.json", workdir / "manifest.json")
     chosen = selectors("select", original["select"])
     original["select"] = [f"{s},{REMAINING}" for s in chosen] or [REMAINING]
@@ -154,12 +162,10 @@ def resume_invocation(
     )
 
 
-def resume_after_crash(resolved: ResolvedState, target: Target) -> DbtInvocation:
+def resume_after_crash(
+    resolved: ResolvedState, target: Target, kept_runs: KeptRuns | None = None
+) -> DbtInvocation:
     """`command=retry` for a run with no run_results.json: resume it from the Prefect record."""
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
-    from flows import artifact_store
-
     how = "start it again with the same parameters"
     if resolved.flow_run_id is None or resolved.target is None:
         raise InvalidParameter(f"parameter 'state': {resolved.path} has no run_results.json; {how}")
@@ -179,7 +185,20 @@ def resume_after_crash(resolved: ResolvedState, target: Target) -> DbtInvocation
         f"{resolved.flow_run_id}-resume"
     )
     resumed = resume_invocation(
-        parameters, target, succeeded_nodes(task_runs or []), manifest, workdir
+        parameters, target, succeeded_nodes(task_runs or []), manifest, workdir, kept_runs
     )
     note = f"Resuming crashed flow run {resolved.flow_run_id}: {resumed.note}"
     return dataclasses.replace(resumed, note=note)
+
+
+class KeptRunStates:
+    """`state` references looked up in the kept-artifact store (the flow's `KeptRuns`)."""
+
+    def fetch(self, ref: KeptState) -> ResolvedState:
+        try:
+            return artifact_store.fetch_state(ref)
+        except artifact_store.ArtifactStoreError as exc:
+            raise InvalidParameter(f"parameter 'state': {ref.text}: {exc}") from None
+
+    def resume(self, resolved: ResolvedState, target: Target) -> DbtInvocation:
+        return resume_after_crash(resolved, target, self)

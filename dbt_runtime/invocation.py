@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 
 class DbtCommand(StrEnum):
@@ -152,11 +152,22 @@ def dbt_vars(values: Mapping[str, Any] | str | None) -> str | None:
     return rendered
 
 
-# `state` keywords: `<target>:<keyword>` picks a kept run of the flow on that target.
-STATE_KEYWORDS = {
-    "last-success": "the newest Completed run",
-    "last-failure": "the newest Failed run",
-}
+class StateKeyword(StrEnum):
+    """`state` keywords: `<target>:<keyword>` picks a kept run of the flow on that target."""
+
+    last_success = "last-success"
+    """The newest Completed run."""
+    last_failure = "last-failure"
+    """The newest Failed or Crashed run (a Crashed one is resumed by command=retry)."""
+
+    @property
+    def state_types(self) -> list[str]:
+        """The Prefect state types of the runs the keyword picks from."""
+        return ["COMPLETED"] if self is StateKeyword.last_success else ["FAILED", "CRASHED"]
+
+
+# Every finished run, whatever its outcome (`migration artifacts --latest` without --successful).
+FINISHED_STATE_TYPES = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
 _KEYWORD_STATE = re.compile(r"^(?P<target>[a-z]+):(?P<keyword>[a-z][a-z-]*)$")
 _FLOW_RUN_STATE = re.compile(
     r"^(?:flow-run:)?(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
@@ -171,10 +182,17 @@ class KeptState:
     """The run itself (`flow-run:<id>` or a bare id)."""
     target: Target | None = None
     """With `keyword`: the target whose newest matching run is meant (`prod:last-success`)."""
-    keyword: str | None = None
+    keyword: StateKeyword | None = None
+
+    @property
+    def text(self) -> str:
+        """How the reference is written in the `state` parameter."""
+        if self.flow_run_id:
+            return f"flow-run:{self.flow_run_id}"
+        return f"{self.target}:{self.keyword}"
 
 
-def parse_state(state: str | None) -> Path | KeptState | None:
+def state_reference(state: str | None) -> Path | KeptState | None:
     """`state` -> a directory path or a KeptState reference (pure: nothing is looked up)."""
     if not state:
         return None
@@ -182,13 +200,14 @@ def parse_state(state: str | None) -> Path | KeptState | None:
     if m := _FLOW_RUN_STATE.match(text.lower()):
         return KeptState(flow_run_id=m["id"])
     if m := _KEYWORD_STATE.match(text):
-        if m["target"] not in {t.value for t in Target} or m["keyword"] not in STATE_KEYWORDS:
+        known = {k.value for k in StateKeyword}
+        if m["target"] not in {t.value for t in Target} or m["keyword"] not in known:
             raise InvalidParameter(
                 f"parameter 'state': {state!r} is not a known keyword; use "
-                f"<{'|'.join(t.value for t in Target)}>:<{'|'.join(STATE_KEYWORDS)}>, "
+                f"<{'|'.join(t.value for t in Target)}>:<{'|'.join(sorted(known))}>, "
                 "flow-run:<id>, or a directory with a manifest.json"
             )
-        return KeptState(target=Target(m["target"]), keyword=m["keyword"])
+        return KeptState(target=Target(m["target"]), keyword=StateKeyword(m["keyword"]))
     return Path(text).expanduser()
 
 
@@ -201,24 +220,39 @@ class ResolvedState:
     target: str | None = None
 
 
-def resolve_state(state: str | None) -> ResolvedState | None:
-    """`state` -> a local directory; keywords fetch the kept run's artifacts (needs the API)."""
-    parsed = parse_state(state)
+class KeptRuns(Protocol):
+    """Where `state` references to kept runs are looked up: the kept-artifact store.
+
+    Passed in (dbt_runtime/resume.py `KeptRunStates`), so that this module stays pure and the
+    store, which needs the Prefect API, depends on it rather than the other way round.
+    """
+
+    def fetch(self, ref: KeptState) -> ResolvedState:
+        """The kept run's artifacts on local disk; InvalidParameter when none were kept."""
+        ...
+
+    def resume(self, resolved: ResolvedState, target: Target) -> DbtInvocation:
+        """`command=retry` for a kept run that left no run_results.json (it crashed)."""
+        ...
+
+
+def resolve_state(state: str | None, kept_runs: KeptRuns | None = None) -> ResolvedState | None:
+    """`state` -> a local directory; a kept-run reference is fetched through `kept_runs`."""
+    parsed = state_reference(state)
     if parsed is None:
         return None
     if isinstance(parsed, KeptState):
-        from flows.artifact_store import ArtifactStoreError, fetch_state
-
-        try:
-            return fetch_state(parsed)
-        except ArtifactStoreError as exc:
-            raise InvalidParameter(f"parameter 'state': {state!r}: {exc}") from None
+        if kept_runs is None:
+            raise InvalidParameter(
+                f"parameter 'state': {state!r} names a kept run, which only a flow run can fetch"
+            )
+        return kept_runs.fetch(parsed)
     return ResolvedState(parsed)
 
 
-def state_dir(state: str | None) -> Path | None:
+def state_dir(state: str | None, kept_runs: KeptRuns | None = None) -> Path | None:
     """Validate `state`: a directory holding a dbt manifest.json to compare or defer against."""
-    resolved = resolve_state(state)
+    resolved = resolve_state(state, kept_runs)
     if resolved is None:
         return None
     if not (resolved.path / "manifest.json").is_file():
@@ -236,8 +270,13 @@ def build_invocation(
     vars: Mapping[str, Any] | str | None = None,  # noqa: A002 - dbt's own name for it
     full_refresh: bool = False,
     state: str | None = None,
+    kept_runs: KeptRuns | None = None,
 ) -> DbtInvocation:
-    """Turn flow parameters into dbt arguments, refusing flags the command does not take."""
+    """Turn flow parameters into dbt arguments, refusing flags the command does not take.
+
+    A `state` naming a kept run (`prod:last-success`, `flow-run:<id>`) is looked up in
+    `kept_runs`; without it only directories are accepted.
+    """
     try:
         command = DbtCommand(command)
     except ValueError:
@@ -274,13 +313,12 @@ def build_invocation(
         require("full_refresh", "full_refresh")
         args.append("--full-refresh")
     if command is DbtCommand.retry:
-        resolved = retry_source(state, target)
+        resolved = retry_source(state, target, kept_runs)
         if (resolved.path / "run_results.json").is_file():
             return DbtInvocation(command, target, tuple(args), resolved.path)
-        from flows.resume import resume_after_crash  # no run_results.json: the run crashed
-
-        return resume_after_crash(resolved, target)
-    state_path = state_dir(state)
+        assert kept_runs is not None  # retry_source only accepts this for a kept run
+        return kept_runs.resume(resolved, target)  # no run_results.json: the run crashed
+    state_path = state_dir(state, kept_runs)
     if state_path is not None:
         require("state", "state")
         args += ["--state", str(state_path)]
@@ -295,7 +333,9 @@ def build_invocation(
     return DbtInvocation(command, target, tuple(args), parameters=parameters)
 
 
-def retry_source(state: str | None, target: Target) -> ResolvedState:
+def retry_source(
+    state: str | None, target: Target, kept_runs: KeptRuns | None = None
+) -> ResolvedState:
     """For `command=retry`: the kept artifacts of the run to retry, on the same target."""
     how = (
         "command 'retry' needs the flow run to retry: its id (flow-run:<id>), "
@@ -303,7 +343,7 @@ def retry_source(state: str | None, target: Target) -> ResolvedState:
     )
     if not state:
         raise InvalidParameter(f"parameter 'state': {how}")
-    resolved = resolve_state(state)
+    resolved = resolve_state(state, kept_runs)
     assert resolved is not None
     if resolved.target is not None and resolved.target != target.value:
         raise InvalidParameter(

@@ -9,9 +9,9 @@ checks: a stale or foreign file costs a full parse, never correctness.
 One catch: dbt records the project's absolute path in that state (seeds are loaded from it),
 and every clone lands in a new temporary directory. So dbt runs the project from a stable
 path per Prefect API, target and project: a symlink to this run's checkout
-(`stable_project_dir`). Runs of one target never overlap (flows/guards.py), so a target's
+(`stable_project_dir`). Runs of one target never overlap (dbt_runtime/guards.py), so a target's
 link always points at the run holding its slot. The state is kept in the artifacts store
-(flows/artifact_store.py) next to the runs' artifacts: a local folder here, a bucket in
+(dbt_runtime/artifact_store.py) next to the runs' artifacts: a local folder here, a bucket in
 Prefect Cloud, where every run starts in a fresh container.
 """
 
@@ -37,7 +37,7 @@ def project_name(project_dir: Path) -> str:
 def stable_project_dir(project_dir: Path, target: str) -> Path:
     """A path that stays the same from run to run, pointing at this run's `project_dir`.
 
-    One per Prefect API, target and project: the scope in which flows/guards.py lets one run
+    One per Prefect API, target and project: the scope in which dbt_runtime/guards.py lets one run
     at a time (two servers' runs on one machine never share a link)."""
     from prefect.settings import PREFECT_API_URL
 

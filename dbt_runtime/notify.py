@@ -70,7 +70,7 @@ def warned_event_payload(target: str, nodes: list[dict[str, str]]) -> dict[str, 
 def report_warnings(target: str, summary: Any) -> bool:
     """Emit WARNED_EVENT for the current flow run if any dbt node warned; True if it did.
 
-    `summary` is the run's flows.summary.RunSummary (or None when dbt wrote no results).
+    `summary` is the run's dbt_runtime.summary.RunSummary (or None when dbt wrote no results).
     Never raises: a notification hiccup must not change the outcome of the build.
     """
     nodes = warned_nodes(summary.rows) if summary is not None else []

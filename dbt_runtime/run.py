@@ -1,16 +1,15 @@
 """One dbt invocation, run the way the flow needs it (flows/dbt_williamgrant.py calls `run_dbt`).
 
 Around dbt: a profile scoped to the target, with block references checked before dbt starts;
-dbt's partial-parse state restored and kept (flows/parse_state.py); dbt through prefect-dbt's
-runner with a task run per node (flows/node_reporter.py); dbt's target/ files kept per flow run
-whatever happens (flows/artifact_store.py); the summary artifact; and a failure that says what
-failed. A flow-level retry re-runs only what the previous attempt left failed or skipped.
+dbt's partial-parse state restored and kept (partial_parse.py); dbt through prefect-dbt's runner
+with a task run per node (node_reporter.py); dbt's target/ files kept per flow run whatever
+happens (artifact_store.py); the summary artifact; and a failure that says what failed.
+A flow-level retry re-runs only what the previous attempt left failed or skipped.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,28 +18,17 @@ from prefect import get_run_logger
 from prefect.states import Failed, State
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from flows import artifact_store, notify, parse_state
-from flows.failures import Failure, FailureKind, failure_of
-from flows.invocation import DbtCommand, DbtInvocation
-from flows.node_reporter import run_dbt_with_node_reporting
-from flows.profiles import fit_to_registered_blocks, write_scoped_profiles
-from flows.resume import RESUMABLE_COMMANDS
-from flows.summary import RunSummary, summarize
+from dbt_runtime import artifact_store, notify, partial_parse
+from dbt_runtime.failures import Failure, FailureKind, failure_of
+from dbt_runtime.invocation import DbtCommand, DbtInvocation
+from dbt_runtime.node_reporter import run_dbt_with_node_reporting
+from dbt_runtime.profiles import fit_to_registered_blocks, write_scoped_profiles
+from dbt_runtime.project import PROFILE_NAME, TARGET_DIR, project_dir_in_use
+from dbt_runtime.resume import RESUMABLE_COMMANDS
+from dbt_runtime.summary import RunSummary, summarize
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PROJECT_DIR = REPO_ROOT / "tenants" / "dbt_williamgrant"
-PROFILE_NAME = "dbt_williamgrant"
-# Set to a copy of the project to build that instead (the tests break models in a copy).
-PROJECT_DIR_ENV = "WG_DBT_PROJECT_DIR"
-TARGET_DIR = "target"  # dbt_project.yml target-path
 # Commands whose failed nodes `dbt retry` can re-run (the ones a crashed run can resume).
 RETRYABLE_COMMANDS = frozenset(RESUMABLE_COMMANDS)
-
-
-def project_dir_in_use() -> Path:
-    """The dbt project a run builds: this repository's, or PROJECT_DIR_ENV (tests use a copy)."""
-    override = os.environ.get(PROJECT_DIR_ENV, "").strip()
-    return Path(override).resolve() if override else PROJECT_DIR
 
 
 def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[str, int] | State:
@@ -54,7 +42,7 @@ def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[
 
     logger = get_run_logger()
     # dbt's partial-parse state holds absolute paths: run from a path stable across runs.
-    project_dir = parse_state.stable_project_dir(
+    project_dir = partial_parse.stable_project_dir(
         project_dir or project_dir_in_use(), invocation.target.value
     )
     target_dir = project_dir / TARGET_DIR
@@ -71,7 +59,7 @@ def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[
         )
         _prepare_target_dir(target_dir, invocation)
         _keep_start(store, invocation, flow_run_id, logger)
-        _parse_state(store, "restore", invocation, project_dir, logger)
+        _partial_parse(store, "restore", invocation, project_dir, logger)
         if invocation.note:
             logger.info("%s", invocation.note)
         logger.info("Running %s in %s", invocation.label, project_dir)
@@ -79,7 +67,7 @@ def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[
         error: Exception | None = None
         try:
             # prefect-dbt's runner with a task run per node, reported off dbt's threads
-            # (flows/node_reporter.py); failures are read from run_results.json below.
+            # (dbt_runtime/node_reporter.py); failures are read from run_results.json below.
             run_dbt_with_node_reporting(
                 invocation.args,
                 project_dir,
@@ -92,7 +80,7 @@ def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[
             error = exc
         finally:  # success, failure, timeout or interrupt: keep what dbt wrote
             kept = _keep_artifacts(store, invocation, flow_run_id, target_dir, log_dir, logger)
-            _parse_state(store, "keep", invocation, project_dir, logger)
+            _partial_parse(store, "keep", invocation, project_dir, logger)
         run_results = target_dir / "run_results.json"
         summary = (
             summarize(json.loads(run_results.read_text()), invocation.command.value)
@@ -179,19 +167,19 @@ def _keep_start(store: Any, invocation: DbtInvocation, flow_run_id: str, logger:
         logger.warning("could not record the run in %s: %s", artifact_store.artifacts_block(), exc)
 
 
-def _parse_state(
+def _partial_parse(
     store: Any, action: str, invocation: DbtInvocation, project_dir: Path, logger: Any
 ) -> None:
-    """Restore dbt's partial-parse state before dbt (flows/parse_state.py), keep it after."""
+    """Restore dbt's partial-parse state before dbt (partial_parse.py), keep it after."""
     if store is None:
         return
     target = invocation.target.value
     try:
         if action == "restore":
-            if parse_state.restore(store, target, project_dir, project_dir / TARGET_DIR):
+            if partial_parse.restore(store, target, project_dir, project_dir / TARGET_DIR):
                 logger.info("Restored dbt's partial-parse state of the last %s run", target)
         else:
-            parse_state.keep(store, target, project_dir, project_dir / TARGET_DIR)
+            partial_parse.keep(store, target, project_dir, project_dir / TARGET_DIR)
     except Exception as exc:  # a cache: never let it fail the run
         logger.warning("dbt partial-parse state not %sd: %s", action, exc)
 
@@ -199,7 +187,7 @@ def _parse_state(
 def _keep_manifest(
     store: Any, invocation: DbtInvocation, flow_run_id: str, target_dir: Path
 ) -> None:
-    """As dbt starts executing: its manifest, so a crash can be resumed (flows/resume.py)."""
+    """As dbt starts executing: its manifest, so a crash can be resumed (dbt_runtime/resume.py)."""
     if store is not None:
         manifest = {"manifest.json": target_dir / "manifest.json"}
         artifact_store.keep_run_files(

@@ -1,0 +1,72 @@
+"""Every knob of the runtime and its tooling: one object, one env prefix (`WG_`), read once.
+
+Nothing else reads the environment for configuration. Each field's description is what the
+README's knob table says (tests/unit/test_settings.py keeps them in step). dbt's own
+`env_var()` calls in a tenant's profiles.yml (e.g. WG_DUCKDB_PATH) are dbt's configuration, not
+these knobs.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "WG_"
+
+
+class Settings(BaseSettings):
+    """The runtime's configuration, from `WG_<FIELD>` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    artifacts_block: str = Field(
+        default="local-file-system/wg-dbt-artifacts",
+        description="The storage block that keeps each run's dbt artifacts, "
+        "`<block type slug>/<block name>`.",
+    )
+    dbt_cloud_block: str = Field(
+        default="wg-dbt-cloud",
+        description="The DbtCloudCredentials block the parity check and job import read.",
+    )
+    dbt_project_dir: Path | None = Field(
+        default=None,
+        description="Build this copy of the dbt project instead of the repository's "
+        "(tests break models in a copy).",
+    )
+    repository_url: str = Field(
+        default="",
+        description="The git URL the deployment's git_clone pull step clones instead of "
+        "prefect.yaml's GitHub repository (the local stack's file:// URL).",
+    )
+    prefect_port: int = Field(
+        default=4200, description="The port of the local Prefect server `make run` starts."
+    )
+    worker_query_seconds: float = Field(
+        default=1.0,
+        description="How often the local worker asks the server for runs "
+        "(Prefect's default is 10 s).",
+    )
+    progress_interval_seconds: float = Field(
+        default=10.0, description="How often a flow run logs dbt's node progress."
+    )
+
+
+@cache
+def get_settings() -> Settings:
+    """The settings, read from the environment once per process."""
+    return Settings()
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a knob, e.g. `artifacts_block` -> WG_ARTIFACTS_BLOCK."""
+    if field not in Settings.model_fields:
+        raise KeyError(f"no setting {field!r}")
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def default(field: str) -> object:
+    """A knob's default, as the Settings class declares it."""
+    return Settings.model_fields[field].default
