@@ -38,6 +38,7 @@ from blocks._inputs import (
     help_text,
     read_stdin_secret,
 )
+from dbt_runtime.notification_rules import NotificationsFileError, load_rules
 
 EXIT_SERVER_ERROR = 1
 _EMAIL = r"[^@\s,]+@[^@\s,]+\.[^@\s,]+"
@@ -134,8 +135,6 @@ def build_block(kind: str, name: str, secret: str, env: Mapping[str, str]) -> An
 
 def referenced_in_notifications(ref: str) -> list[str]:
     """Rules of notifications.yaml that send to `ref` (for the confirmation message)."""
-    from migration.notifications import NotificationsFileError, load_rules
-
     try:
         return [r.name for r in load_rules() if any(d.ref == ref for d in r.notify)]
     except NotificationsFileError:
