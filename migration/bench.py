@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dbt_runtime.project import PROJECT_DIR, REPO_ROOT
+from dbt_runtime.project import PROJECT_DIR, REPO_ROOT, deployment_full_name
 from migration.local_stack import LocalStack, free_port
 from migration.synthetic_project import SyntheticProject, write_project
 
@@ -133,6 +133,7 @@ async def _visibility(flow_run_id: str) -> tuple[int, int | None]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    # Imported here: node_reporter imports prefect-dbt and dbt (seconds); see below.
     from dbt_runtime.node_reporter import recorded_task_runs
 
     run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
@@ -256,8 +257,9 @@ async def _trigger_phases(stack: LocalStack) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
+    # Imported here: node_reporter imports prefect-dbt and dbt (seconds), which every other
+    # `python -m migration` command (the deploy's build steps among them) would pay for.
     from dbt_runtime.node_reporter import recorded_task_runs
-    from dbt_runtime.project import deployment_full_name
 
     triggered = datetime.now(UTC)
     flow_run = await run_deployment(  # type: ignore[misc]
