@@ -24,6 +24,7 @@ import pytest
 
 from dbt_runtime import project
 from migration.local_stack import LocalStack
+from tests.prefect_api import log_text, wait_for_logs
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -111,15 +112,6 @@ def _wait_final(stack: LocalStack, flow_run_id: str, timeout: float = RUN_TIMEOU
             if time.monotonic() > deadline:
                 raise TimeoutError(f"flow run {flow_run_id} still {run['state']['name']}")
             time.sleep(2)
-
-
-def _logs(stack: LocalStack, flow_run_id: str) -> str:
-    with _api(stack) as api:
-        logs = api.post(
-            "/logs/filter",
-            json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC"},
-        ).json()
-    return "\n".join(log["message"] for log in logs)
 
 
 # -- (a) ---------------------------------------------------------------------------------------
@@ -294,7 +286,7 @@ def test_custom_run_with_select_and_vars_completes_with_exactly_those_parameters
     stack: LocalStack, custom_run: dict[str, Any]
 ) -> None:
     run = custom_run["run"]
-    logs = _logs(stack, run["id"])
+    logs = log_text(wait_for_logs(run["id"], until="Finished in state"))
     assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{logs}"
     submitted = {k: v for k, v in run["parameters"].items() if k in CUSTOM}
     assert submitted == CUSTOM

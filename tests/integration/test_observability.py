@@ -25,6 +25,7 @@ from dbt_runtime.settings import env_name
 from flows.dbt_williamgrant import dbt_williamgrant
 from migration.artifacts import fetch_run_artifacts, latest_run_artifacts
 from migration.local_stack import LocalStack
+from tests.prefect_api import log_text, wait_for_logs
 
 PROJECT_DIR_ENV = env_name("dbt_project_dir")
 pytestmark = [pytest.mark.integration, pytest.mark.observability]
@@ -94,17 +95,6 @@ async def _summary_rows(flow_run_id: str) -> list[dict[str, Any]]:
     return list(json.loads(data) if isinstance(data, str) else data)
 
 
-async def _flow_run_logs(flow_run_id: str) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    async with get_client() as client:
-        logs = await client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
-        )
-    return "\n".join(log.message for log in logs)
-
-
 @pytest.fixture(scope="module")
 def broken_run(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     """A full build of a project copy whose int_depletions_enriched selects a missing column."""
@@ -121,7 +111,8 @@ def test_broken_model_fails_the_run_naming_the_model_and_the_error(broken_run: R
     assert f"model.dbt_williamgrant.{BROKEN_MODEL}:" in message
     assert "no_such_column" in message  # the cause, not dbt's "Runtime Error in ..." header
     assert f"command=retry state=flow-run:{broken_run.flow_run_id}" in message
-    logs = asyncio.run(_flow_run_logs(broken_run.flow_run_id))
+    # Prefect's own last line for the run: every batch before it has arrived.
+    logs = log_text(wait_for_logs(broken_run.flow_run_id, until="Finished in state"))
     assert "Traceback" not in logs and "Encountered exception" not in logs
 
 
@@ -201,8 +192,10 @@ def test_flow_level_retry_reruns_only_the_failed_nodes(
         retries=1,
     )
     assert run.state.is_completed(), run.state.message
-    logs = asyncio.run(_flow_run_logs(run.flow_run_id))
-    assert "Attempt 2: re-running only the nodes attempt 1 left failed or skipped" in logs
+    wait_for_logs(
+        run.flow_run_id,
+        until="Attempt 2: re-running only the nodes attempt 1 left failed or skipped",
+    )
     kept = kept_run_results(run.flow_run_id, tmp_path / "kept")
     nodes = {k: v for k, v in statuses(kept).items() if not k.startswith("operation.")}  # hooks
     assert nodes == {"model.dbt_williamgrant.flaky_gate": "success"}  # the seed was not rebuilt

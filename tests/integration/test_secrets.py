@@ -33,6 +33,7 @@ from tests.integration.test_snowflake_path import (
     run_dev_flow,
     running_emulator,
 )
+from tests.prefect_api import read_flow_run_logs, wait_for_logs
 
 pytestmark = [pytest.mark.integration, pytest.mark.snowflake]
 
@@ -53,17 +54,12 @@ async def _run_record(run_id: str) -> tuple[list[str], list[str], str]:
     from prefect.client.schemas.filters import (
         ArtifactFilter,
         ArtifactFilterFlowRunId,
-        LogFilter,
-        LogFilterFlowRunId,
     )
 
+    # Prefect's own last line for the run: every log batch before it has arrived.
+    await asyncio.to_thread(wait_for_logs, run_id, "Finished in state")
+    logs = [log.message for log in await read_flow_run_logs(run_id)]
     async with get_client() as client:
-        logs, offset = [], 0
-        while batch := await client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), offset=offset
-        ):
-            logs += [log.message for log in batch]
-            offset += len(batch)
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
         )

@@ -1,0 +1,57 @@
+"""Reading what a flow run left on the Prefect server, the way the UI shows it.
+
+A run's last log batches reach the server after the run's final state (Prefect ships logs in
+the background), so a test that reads logs waits until the line it expects is there, with a
+deadline: never a fixed sleep, never a single read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+LOG_PAGE = 200  # the server's maximum logs per read
+
+
+async def read_flow_run_logs(flow_run_id: str) -> list[Any]:
+    """Every log record of a flow run (its task runs' included), oldest first, all pages."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    logs: list[Any] = []
+    async with get_client() as client:
+        while batch := await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+            sort=LogSort.TIMESTAMP_ASC,
+            offset=len(logs),
+            limit=LOG_PAGE,
+        ):
+            logs += batch
+            if len(batch) < LOG_PAGE:
+                break
+    return logs
+
+
+def wait_for_logs(flow_run_id: str, until: str, timeout: float = 60.0) -> list[Any]:
+    """The run's log records once one of them contains `until` (its last expected line).
+
+    Fails naming the line and showing the newest records when it does not arrive in time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = asyncio.run(read_flow_run_logs(flow_run_id))
+        if any(until in log.message for log in logs):
+            return logs
+        if time.monotonic() > deadline:
+            tail = "\n".join(log.message for log in logs[-15:])
+            raise AssertionError(
+                f"flow run {flow_run_id}: no log line containing {until!r} after {timeout:.0f} s; "
+                f"newest lines:\n{tail}"
+            )
+        time.sleep(0.5)
+
+
+def log_text(logs: list[Any]) -> str:
+    return "\n".join(log.message for log in logs)
