@@ -17,6 +17,7 @@ from dbt_runtime.invocation import (
     build_invocation,
     require_selected_nodes,
 )
+from dbt_runtime.profiles import BlockRef, RunProfile
 
 pytestmark = pytest.mark.reliability
 
@@ -159,8 +160,8 @@ def test_errors_that_are_not_about_the_connection_are_not_retried() -> None:
 def test_duckdb_targets_need_no_network_probe() -> None:
     import asyncio
 
-    settings = {"type": "duckdb", "path": "x.duckdb"}
-    assert asyncio.run(guards.warehouse_address("local", settings)) is None
+    profile = RunProfile("wg", "local", {"type": "duckdb", "path": "x.duckdb"})
+    assert asyncio.run(guards.warehouse_address(profile)) is None
 
 
 def test_a_selector_that_matches_nothing_fails_instead_of_succeeding_silently() -> None:
@@ -200,11 +201,28 @@ def test_the_probe_address_follows_the_profiles_emulator_overrides(
     }
     monkeypatch.delenv("WG_SNOWFLAKE_HOST", raising=False)
     monkeypatch.delenv("WG_SNOWFLAKE_PORT", raising=False)
-    real = asyncio.run(guards.warehouse_address("dev", settings))
+    real = asyncio.run(guards.warehouse_address(RunProfile("wg", "dev", settings)))
     assert real is not None
     assert (real.host, real.port) == ("wg12345.snowflakecomputing.com", 443)
     monkeypatch.setenv("WG_SNOWFLAKE_HOST", "127.0.0.1")
     monkeypatch.setenv("WG_SNOWFLAKE_PORT", "8123")
-    emulator = asyncio.run(guards.warehouse_address("dev", settings))
+    emulator = asyncio.run(guards.warehouse_address(RunProfile("wg", "dev", settings)))
     assert emulator is not None
     assert (emulator.host, emulator.port) == ("127.0.0.1", 8123)
+
+
+def test_the_probe_address_comes_from_the_blocks_the_run_already_read() -> None:
+    import asyncio
+
+    creds = BlockRef("snowflake-credentials", "wg-dbt-dev")
+    settings = {
+        "type": "snowflake",
+        "account": "{{ prefect.blocks.snowflake-credentials.wg-dbt-dev.account }}",
+        "user": "{{ prefect.blocks.snowflake-credentials.wg-dbt-dev.user }}",
+    }
+    # No server in a unit test: a second read of the block would fail here.
+    profile = RunProfile("wg", "dev", settings, {creds: {"account": "wg12345", "user": "DBT_DEV"}})
+    address = asyncio.run(guards.warehouse_address(profile))
+    assert address is not None
+    assert address.who == "Snowflake account 'wg12345' as user 'DBT_DEV'"
+    assert (address.host, address.port) == ("wg12345.snowflakecomputing.com", 443)
