@@ -15,9 +15,10 @@ clear, bounded answer when the warehouse cannot be reached.
   interrupt as Ctrl-C (it cancels its open warehouse queries and writes run_results.json), and
   the flow raises `RunTimedOut`, which Prefect records as a Failed state named "TimedOut".
 - Warehouse: before dbt starts, a Snowflake target's host is probed over TCP (bounded, retried
-  a few times: network blips are transient); a dbt failure that is a connection error is
-  retried the same bounded number of times. Either way the final error says which account and
-  user could not be reached.
+  a few times: network blips are transient); a dbt failure that the one warehouse-error
+  classifier (`failures.warehouse_problem`) calls transient is retried the same bounded number
+  of times. Either way the final error says which account and user could not be reached.
+  Refused credentials or a lock are not retried: the run fails with that reason.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from dbt_runtime.failures import warehouse_problem
 from dbt_runtime.invocation import Target
 from dbt_runtime.profiles import (
     BlockField,
@@ -234,19 +236,6 @@ _ENV_VAR = re.compile(  # env_var('NAME', 'default'), optionally piped through a
 )
 # Only connection facts are resolved here; secrets stay with prefect-dbt.
 _ADDRESS_FIELDS = ("account", "user", "host", "port")
-# Text of Snowflake connector / socket errors that mean "could not reach the service".
-_CONNECTION_MARKERS = (
-    "250001",  # Could not connect to Snowflake backend after N attempt(s)
-    "251012",  # Login request is retryable / timed out
-    "could not connect to snowflake",
-    "failed to establish a new connection",
-    "connection refused",
-    "max retries exceeded",
-    "name or service not known",
-    "temporary failure in name resolution",
-    "connection reset by peer",
-    "connection aborted",
-)
 
 
 @dataclass(frozen=True)
@@ -304,19 +293,6 @@ async def warehouse_address(profile: RunProfile) -> WarehouseAddress | None:
     )
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """Whether an error (or one it was raised from) says the warehouse could not be reached."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ConnectionError | socket.timeout):
-            return True
-        text = str(seen).lower()
-        if any(marker in text for marker in _CONNECTION_MARKERS):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def with_connection_retries[T](
     fn: Callable[[], T],
     address: WarehouseAddress | None,
@@ -324,16 +300,18 @@ def with_connection_retries[T](
     delays: tuple[float, ...] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call `fn`, retrying connection errors len(delays) times; other errors pass through.
+    """Call `fn`, retrying transient warehouse errors (failures.warehouse_problem: the same
+    classifier that reports them) len(delays) times; other errors pass through.
 
-    The last connection error becomes WarehouseUnreachable naming the account and user.
+    The last transient error becomes WarehouseUnreachable naming the account and user.
     """
     delays = RETRY_DELAYS_SECONDS if delays is None else delays
     for attempt in range(len(delays) + 1):
         try:
             return fn()
         except Exception as exc:
-            if address is None or not is_connection_error(exc):
+            problem = warehouse_problem(exc)
+            if address is None or problem is None or not problem.transient:
                 raise
             if attempt == len(delays):
                 raise WarehouseUnreachable(

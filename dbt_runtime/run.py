@@ -21,7 +21,7 @@ from prefect.states import Failed, State
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from dbt_runtime import artifact_store, guards, notify, partial_parse
-from dbt_runtime.failures import Failure, FailureKind, failure_of
+from dbt_runtime.failures import Failure, failure_of
 from dbt_runtime.invocation import DbtCommand, DbtInvocation, require_selected_nodes
 from dbt_runtime.node_reporter import run_dbt_with_node_reporting
 from dbt_runtime.profiles import RunProfile, load_profiles, run_profile
@@ -61,7 +61,7 @@ def run_dbt(invocation: DbtInvocation, profile: RunProfile) -> dict[str, int] | 
 
     Whatever happens, dbt's target/ files are kept per flow run and a summary artifact is
     published. An expected dbt failure returns a Failed state whose message names the failed
-    nodes (no traceback); a warehouse error is raised so connection retries can handle it.
+    nodes (no traceback); an unreachable warehouse is raised so the guards can retry it.
     """
     logger = get_run_logger()
     # dbt's partial-parse state holds absolute paths: run from a path stable across runs.
@@ -113,8 +113,11 @@ def run_dbt(invocation: DbtInvocation, profile: RunProfile) -> dict[str, int] | 
         f"Kept artifacts: python -m migration artifacts --flow-run {flow_run_id}\n"
         f"Rerun only what failed: command=retry state=flow-run:{flow_run_id}"
     )
-    if failure.kind is FailureKind.warehouse_error:
-        raise RuntimeError(message) from error  # transient: the connection retries decide
+    if failure.transient:
+        # An unreachable warehouse: raised for the guards to retry (and, when retries are
+        # exhausted, to name the account). Refused credentials or a lock fail below like any
+        # expected failure: a retry cannot help and a traceback would hide the reason.
+        raise RuntimeError(message) from error
     logger.error(message)
     return Failed(message=message)
 

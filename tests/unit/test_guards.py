@@ -10,6 +10,7 @@ import time
 import pytest
 
 from dbt_runtime import guards
+from dbt_runtime.failures import WarehouseProblem, warehouse_problem
 from dbt_runtime.invocation import (
     InvalidParameter,
     NothingSelected,
@@ -93,7 +94,7 @@ def test_deadline_also_works_off_the_main_thread() -> None:
     assert outcome and isinstance(outcome[0], guards.RunTimedOut)
 
 
-def test_real_snowflake_connector_failure_is_classified_as_a_connection_error() -> None:
+def test_real_snowflake_connector_failure_is_a_transient_warehouse_problem() -> None:
     import snowflake.connector
 
     with pytest.raises(snowflake.connector.errors.OperationalError) as caught:
@@ -103,8 +104,8 @@ def test_real_snowflake_connector_failure_is_classified_as_a_connection_error() 
             login_timeout=5, network_timeout=5,
         )  # fmt: skip
     wrapped = ValueError(f"Failed to invoke dbt command 'build': {caught.value}")
-    assert guards.is_connection_error(wrapped)
-    assert not guards.is_connection_error(ValueError("Compilation Error in model stg_brands"))
+    assert warehouse_problem(wrapped) is WarehouseProblem.unreachable
+    assert warehouse_problem(ValueError("Compilation Error in model stg_brands")) is None
 
 
 def test_transient_connection_errors_are_retried_a_bounded_number_of_times() -> None:
