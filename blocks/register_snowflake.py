@@ -38,11 +38,11 @@ from blocks._inputs import (
 from dbt_runtime.invocation import Target
 from dbt_runtime.profiles import (
     ProfileError,
+    RunProfile,
     block_refs,
-    fit_to_registered_blocks,
     load_profiles,
     profile_targets,
-    write_scoped_profiles,
+    run_profile,
 )
 from dbt_runtime.project import PROFILE_NAME, project_dir_in_use
 
@@ -333,12 +333,14 @@ def check(target: str, names: BlockNames) -> int:
     )
     project_dir = project_dir_in_use()
     with tempfile.TemporaryDirectory(prefix="wg-profiles-") as tmp:
-        profiles_dir, _ = write_scoped_profiles(project_dir, PROFILE_NAME, target, Path(tmp))
         try:
-            run_coro_as_sync(fit_to_registered_blocks(profiles_dir, PROFILE_NAME, target))
+            profile: RunProfile = run_coro_as_sync(
+                run_profile(load_profiles(project_dir), PROFILE_NAME, target)
+            )
         except ProfileError as exc:
             print(f"error: {exc}")
             return 1
+        profiles_dir = profile.write(Path(tmp))
         runner = PrefectDbtRunner(
             settings=PrefectDbtSettings(project_dir=project_dir, profiles_dir=profiles_dir),
             raise_on_failure=False,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dbt_runtime._statuses import retryable_statuses
 from dbt_runtime.invocation import (
     FINISHED_STATE_TYPES,
     KeptState,
@@ -33,8 +34,6 @@ from dbt_runtime.settings import get_settings
 KEPT_FILES = ("run_results.json", "manifest.json", "sources.json", "catalog.json")
 LOG_FILE = "dbt.log"
 INDEX_FILE = "kept.json"
-# run_results.json statuses `dbt retry` re-runs (dbt/task/retry.py RETRYABLE_STATUSES).
-RETRYABLE_STATUSES = frozenset({"error", "fail", "skipped", "runtime error", "partial success"})
 
 
 class ArtifactStoreError(LookupError):
@@ -185,10 +184,12 @@ def place_for_retry(source: Path, target_dir: Path) -> None:
 
 
 def has_retryable_nodes(run_results_path: Path) -> bool:
+    """Whether `dbt retry` would re-run anything of this run_results.json."""
     if not run_results_path.is_file():
         return False
     results = json.loads(run_results_path.read_text()).get("results") or []
-    return any(str(r.get("status")).lower() in RETRYABLE_STATUSES for r in results)
+    retryable = retryable_statuses()
+    return any(str(r.get("status")).lower() in retryable for r in results)
 
 
 async def _flow_runs_newest_first(

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from dbt_runtime._statuses import dbt_statuses
+
 MANIFEST = "manifest.json"
 RUN_RESULTS = "run_results.json"
 SUPPORTED = {"manifest": range(10, 13), "run-results": range(4, 7)}
@@ -42,23 +44,16 @@ class Outcome(StrEnum):
     """A status this tool does not know yet (a newer dbt); reported verbatim, never hidden."""
 
 
-_OUTCOMES = {
-    "success": Outcome.ok,
-    "pass": Outcome.ok,
-    "warn": Outcome.ok,
-    "no-op": Outcome.ok,
-    # dbt 1.12 / state-aware orchestration: the relation is current, nothing to rebuild.
-    "reused": Outcome.ok,
-    "error": Outcome.failed,
-    "fail": Outcome.failed,
-    "runtime error": Outcome.failed,
-    "partial success": Outcome.failed,
-    "skipped": Outcome.skipped,
-}
-
-
 def outcome(status: str) -> Outcome:
-    return _OUTCOMES.get(status.lower(), Outcome.other)
+    status = status.lower()
+    statuses = dbt_statuses()
+    if status in statuses.ok:
+        return Outcome.ok
+    if status in statuses.failed:
+        return Outcome.failed
+    if status == statuses.skipped:
+        return Outcome.skipped
+    return Outcome.other
 
 
 # The resource types each dbt command executes (what a run_results can contain).

@@ -15,9 +15,10 @@ clear, bounded answer when the warehouse cannot be reached.
   interrupt as Ctrl-C (it cancels its open warehouse queries and writes run_results.json), and
   the flow raises `RunTimedOut`, which Prefect records as a Failed state named "TimedOut".
 - Warehouse: before dbt starts, a Snowflake target's host is probed over TCP (bounded, retried
-  a few times: network blips are transient); a dbt failure that is a connection error is
-  retried the same bounded number of times. Either way the final error says which account and
-  user could not be reached.
+  a few times: network blips are transient); a dbt failure that the one warehouse-error
+  classifier (`failures.warehouse_problem`) calls transient is retried the same bounded number
+  of times. Either way the final error says which account and user could not be reached.
+  Refused credentials or a lock are not retried: the run fails with that reason.
 """
 
 from __future__ import annotations
@@ -34,8 +35,15 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from dbt_runtime.failures import warehouse_problem
 from dbt_runtime.invocation import Target
-from dbt_runtime.profiles import block_refs, check_blocks_exist
+from dbt_runtime.profiles import (
+    BlockField,
+    RunProfile,
+    VariableRef,
+    block_field_value,
+    reference,
+)
 
 LIMIT_PREFIX = "dbt-williamgrant-target-"
 SLOTS_PER_TARGET = 1
@@ -222,27 +230,12 @@ def run_with_deadline[T](fn: Callable[[], T], seconds: float, message: str) -> T
 
 # -- warehouse reachability --------------------------------------------------------------------
 
-_BLOCK_FIELD = re.compile(r"^\{\{\s*prefect\.blocks\.([\w-]+)\.([\w-]+)\.([\w]+)\s*\}\}$")
-_VARIABLE = re.compile(r"^\{\{\s*prefect\.variables\.([\w-]+)\s*\}\}$")
 _ENV_VAR = re.compile(  # env_var('NAME', 'default'), optionally piped through a filter
     r"""^\{\{\s*env_var\(\s*['"](\w+)['"]\s*(?:,\s*['"]([^'"]*)['"])?\s*\)"""
     r"""\s*(?:\|\s*\w+\s*)*\}\}$"""
 )
 # Only connection facts are resolved here; secrets stay with prefect-dbt.
 _ADDRESS_FIELDS = ("account", "user", "host", "port")
-# Text of Snowflake connector / socket errors that mean "could not reach the service".
-_CONNECTION_MARKERS = (
-    "250001",  # Could not connect to Snowflake backend after N attempt(s)
-    "251012",  # Login request is retryable / timed out
-    "could not connect to snowflake",
-    "failed to establish a new connection",
-    "connection refused",
-    "max retries exceeded",
-    "name or service not known",
-    "temporary failure in name resolution",
-    "connection reset by peer",
-    "connection aborted",
-)
 
 
 @dataclass(frozen=True)
@@ -260,31 +253,35 @@ class WarehouseAddress:
         return f"Snowflake account {self.account!r} as user {self.user!r}"
 
 
-async def _resolve(value: Any) -> Any:
-    """One profiles.yml value with its block/variable/env reference replaced (non-secret use)."""
+async def _resolve(value: Any, profile: RunProfile) -> Any:
+    """One profiles.yml value with its block/variable/env reference replaced (non-secret use).
+
+    Block fields come from the blocks the run's profile already read, not from the server."""
     if not isinstance(value, str):
         return value
-    from prefect.client.orchestration import get_client
+    ref = reference(value)
+    if isinstance(ref, BlockField):
+        with contextlib.suppress(KeyError):
+            return block_field_value(profile.blocks.get(ref.block, {}), ref.field)
+        return None
+    if isinstance(ref, VariableRef):
+        from prefect.client.orchestration import get_client
 
-    if m := _BLOCK_FIELD.match(value):
-        block_type, name, field = m.groups()
         async with get_client() as client:
-            doc = await client.read_block_document_by_name(name, block_type)
-        return (doc.data or {}).get(field)
-    if m := _VARIABLE.match(value):
-        async with get_client() as client:
-            variable = await client.read_variable_by_name(m.group(1))
+            variable = await client.read_variable_by_name(ref.name)
         return variable.value if variable else None
     if m := _ENV_VAR.match(value):
         return os.environ.get(m.group(1), m.group(2))
     return value
 
 
-async def warehouse_address(target: str, settings: Mapping[str, Any]) -> WarehouseAddress | None:
+async def warehouse_address(profile: RunProfile) -> WarehouseAddress | None:
     """The address a Snowflake target's dbt connection will use; None for other warehouses."""
+    settings = profile.settings
     if settings.get("type") != "snowflake":
         return None
-    resolved = {k: await _resolve(settings.get(k)) for k in _ADDRESS_FIELDS}
+    target = profile.target
+    resolved = {k: await _resolve(settings.get(k), profile) for k in _ADDRESS_FIELDS}
     account = str(resolved["account"] or "")
     host = resolved["host"] or f"{account}.{SNOWFLAKE_DOMAIN}"
     return WarehouseAddress(
@@ -296,19 +293,6 @@ async def warehouse_address(target: str, settings: Mapping[str, Any]) -> Warehou
     )
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """Whether an error (or one it was raised from) says the warehouse could not be reached."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ConnectionError | socket.timeout):
-            return True
-        text = str(seen).lower()
-        if any(marker in text for marker in _CONNECTION_MARKERS):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def with_connection_retries[T](
     fn: Callable[[], T],
     address: WarehouseAddress | None,
@@ -316,16 +300,18 @@ def with_connection_retries[T](
     delays: tuple[float, ...] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call `fn`, retrying connection errors len(delays) times; other errors pass through.
+    """Call `fn`, retrying transient warehouse errors (failures.warehouse_problem: the same
+    classifier that reports them) len(delays) times; other errors pass through.
 
-    The last connection error becomes WarehouseUnreachable naming the account and user.
+    The last transient error becomes WarehouseUnreachable naming the account and user.
     """
     delays = RETRY_DELAYS_SECONDS if delays is None else delays
     for attempt in range(len(delays) + 1):
         try:
             return fn()
         except Exception as exc:
-            if address is None or not is_connection_error(exc):
+            problem = warehouse_problem(exc)
+            if address is None or problem is None or not problem.transient:
                 raise
             if attempt == len(delays):
                 raise WarehouseUnreachable(
@@ -371,13 +357,14 @@ def guarded_run[T](
     target: Target,
     run: Callable[[], T],
     timeout_seconds: float,
-    target_settings: Mapping[str, Any],
+    profile: RunProfile,
     what: str,
     log: Callable[[str], None],
     flow_run_id: UUID | None = None,
 ) -> T:
     """Run dbt for `target` within the run's timeout, alone on its target, retrying only
-    connection errors; a Snowflake target's warehouse is probed before anything waits."""
+    transient connection errors; a Snowflake target's warehouse is probed before anything
+    waits. `profile` (`profiles.run_profile`) has already checked that its blocks exist."""
     from prefect.utilities.asyncutils import run_coro_as_sync
 
     started = time.monotonic()
@@ -385,9 +372,7 @@ def guarded_run[T](
     def remaining() -> float:
         return timeout_seconds - (time.monotonic() - started)
 
-    # Missing blocks first: their message names the script that registers them.
-    run_coro_as_sync(check_blocks_exist(block_refs(target_settings), target.value))
-    address = run_coro_as_sync(warehouse_address(target.value, target_settings))
+    address = run_coro_as_sync(warehouse_address(profile))
     if address is not None:
         with_connection_retries(lambda: probe(address), address, log)
     log(f"waiting for concurrency limit {limit_name(target)!r} (one run per target at a time)")

@@ -41,11 +41,9 @@ from uuid import UUID
 
 from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
+from dbt_runtime._statuses import dbt_statuses
 from dbt_runtime.settings import get_settings
 
-# dbt's node_status values (dbt.contracts.results.NodeStatus): what each becomes in Prefect.
-FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
-SKIPPED_STATUSES = frozenset({"skipped"})
 # Node lifecycle events; everything else with a message is a log line.
 NODE_START = "NodeStart"
 NODE_FINISHED = "NodeFinished"
@@ -234,11 +232,13 @@ class NodeReporter:
         if stamp <= node.task_run.state.timestamp:  # states must move forward in time
             stamp = node.task_run.state.timestamp + timedelta(microseconds=1)
         state: Any
-        if status in FAILED_STATUSES:
+        # dbt's node_status: failed -> Failed, skipped -> Completed named Skipped, else Completed.
+        statuses = dbt_statuses()
+        if status in statuses.failed:
             state = Failed(message=message or f"dbt status: {status}", timestamp=stamp)
-        elif status in SKIPPED_STATUSES:
+        elif status == statuses.skipped:
             state = Completed(
-                name=SKIPPED_STATE_NAME, message=message or "skipped", timestamp=stamp
+                name=SKIPPED_STATE_NAME, message=message or statuses.skipped, timestamp=stamp
             )
         elif status == "crashed":
             state = Crashed(message=message, timestamp=stamp)
@@ -254,7 +254,7 @@ class NodeReporter:
         task_run.state_type, task_run.state_name = state.type, state.name
         node.last_event = self._emit(task_run, previous, state, node.last_event)
         node.finished = True
-        self._statuses[status or "success"] += 1
+        self._statuses[status or statuses.success] += 1
 
     def _emit(self, task_run: Any, previous: Any, state: Any, follows: Any) -> Any:
         # Exactly the event the task engine emits for a client-side task run state change.

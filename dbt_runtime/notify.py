@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from dbt_runtime._statuses import dbt_statuses
+
 WARNED_EVENT = "wg.dbt.run.warned"
 TARGET_LABEL = "wg.target"
 RUN_NAME_SEPARATOR = ": "
 WARNED_LISTED = 20  # nodes named in the event; the summary artifact has them all
-WARN_STATUS = "warn"
 
 
 def target_prefix(target: str) -> str:
@@ -52,8 +53,9 @@ def run_name() -> str:
 def warned_nodes(rows: Iterable[Any]) -> list[dict[str, str]]:
     """`unique_id` and first message line of each node whose dbt status is `warn`."""
     nodes = []
+    warn = dbt_statuses().warn
     for row in rows:
-        if str(row.status) == WARN_STATUS:
+        if str(row.status) == warn:
             lines = str(row.message or "").strip().splitlines()
             nodes.append({"unique_id": str(row.unique_id), "message": lines[0] if lines else ""})
     return nodes

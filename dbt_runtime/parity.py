@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from dbt_runtime import artifact_store
+from dbt_runtime._statuses import REUSED, dbt_statuses
 from dbt_runtime.dbt_artifacts import (
     Invocation,
     Manifest,
@@ -348,8 +349,8 @@ def compare(baseline: RunArtifacts, candidate: RunArtifacts) -> ParityReport:
             )
         elif b.outcome is Outcome.ok and c.outcome is Outcome.ok:
             hint = {
-                "warn": " (the test now warns: check the data)",
-                "reused": " (dbt reused the current relation instead of rebuilding it)",
+                dbt_statuses().warn: " (the test now warns: check the data)",
+                REUSED: " (dbt reused the current relation instead of rebuilding it)",
             }.get(cs, "")
             found = Kind.status_changed, True, f"both succeeded: {bs} -> {cs}{hint}"
         elif c.outcome is Outcome.ok and b.outcome in (Outcome.skipped, Outcome.failed):

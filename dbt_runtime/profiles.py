@@ -1,30 +1,38 @@
-"""profiles.yml, scoped to the one target a run builds.
+"""profiles.yml, scoped to the one target a run builds, and the one parser of its references.
 
 prefect-dbt resolves every `{{ prefect.blocks... }}` reference in profiles.yml, so a missing
 Snowflake block would fail a DuckDB run too. A run therefore hands the runner a copy of
-profiles.yml that holds only the chosen target (still references, never values), and checks
-before dbt starts that every block that target references exists.
+profiles.yml that holds only the chosen target (still references, never values). `run_profile`
+builds that copy once per run: it reads profiles.yml once, and every block the target
+references once, failing before dbt starts when one is missing (naming the script that
+registers it). The guards and dbt both use what it read.
 
 One profile serves password and key-pair auth: a block leaves the other method's fields unset
 (None), and prefect-dbt would hand dbt the string "None" for them (dbt-snowflake then tries to
-parse "None" as a private key). fit_to_registered_blocks drops those references from the
-scoped copy, so dbt sees the key as absent.
+parse "None" as a private key). run_profile drops those references from the scoped copy, so dbt
+sees the key as absent.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 PROFILES_FILE = "profiles.yml"
-_BLOCK_REF = re.compile(r"prefect\.blocks\.([\w-]+)\.([\w-]+)")
-_VARIABLE_REF = re.compile(r"prefect\.variables\.([\w-]+)")
-# A profile value that is exactly one block field: "{{ prefect.blocks.<type>.<name>.<field> }}".
-_FIELD_REF = re.compile(r"^\{\{\s*prefect\.blocks\.([\w-]+)\.([\w-]+)\.([\w.-]+)\s*\}\}$")
+# Prefect's placeholder grammar (prefect.utilities.templating): a block field is
+# `prefect.blocks.<type slug>.<document name>.<key path>` (type and name hold no dot; the key
+# path may go into nested data), a variable `prefect.variables.<name>`.
+_PLACEHOLDER = re.compile(
+    r"\{\{\s*prefect\.(?:"
+    r"blocks\.(?P<type>[\w-]+)\.(?P<name>[\w-]+)(?:\.(?P<path>[\w.\-\[\]$]+))?"
+    r"|variables\.(?P<variable>[\w-]+)"
+    r")\s*\}\}"
+)
 
 # Which script registers a block of each type (the fix an error message names).
 REGISTERED_BY = {
@@ -45,6 +53,57 @@ class BlockRef:
 
     def __str__(self) -> str:
         return f"{self.block_type}/{self.name}"
+
+
+@dataclass(frozen=True)
+class BlockField:
+    """`{{ prefect.blocks.<type>.<name>.<field> }}`: one field (key path) of one block."""
+
+    block: BlockRef
+    field: str  # "" when the reference names the whole block
+
+
+@dataclass(frozen=True)
+class VariableRef:
+    """`{{ prefect.variables.<name> }}`."""
+
+    name: str
+
+
+Reference = BlockField | VariableRef
+
+
+def _parsed(match: re.Match[str]) -> Reference:
+    if match["variable"]:
+        return VariableRef(match["variable"])
+    return BlockField(BlockRef(match["type"], match["name"]), match["path"] or "")
+
+
+def references(value: Any) -> list[Reference]:
+    """Every block or variable reference anywhere in a value (nested mappings and lists too)."""
+    if isinstance(value, str):
+        return [_parsed(m) for m in _PLACEHOLDER.finditer(value)]
+    if isinstance(value, Mapping):
+        return [ref for item in value.values() for ref in references(item)]
+    if isinstance(value, list | tuple):
+        return [ref for item in value for ref in references(item)]
+    return []
+
+
+def reference(value: Any) -> Reference | None:
+    """The reference a profile value is, exactly (nothing around it); else None."""
+    match = _PLACEHOLDER.fullmatch(value.strip()) if isinstance(value, str) else None
+    return _parsed(match) if match else None
+
+
+def block_field_value(data: Mapping[str, Any], path: str) -> Any:
+    """A block's field by key path (`a.b` goes into nested data); KeyError when it has none."""
+    value: Any = data
+    for key in path.split(".") if path else ():
+        if not isinstance(value, Mapping) or key not in value:
+            raise KeyError(path)
+        value = value[key]
+    return value
 
 
 def load_profiles(profiles_dir: Path) -> dict[str, Any]:
@@ -78,32 +137,22 @@ def scope_to_target(profiles: dict[str, Any], profile_name: str, target: str) ->
 
 
 def block_refs(settings: Any) -> set[BlockRef]:
-    """Every `prefect.blocks.<type>.<name>` a target's settings reference."""
-    return {BlockRef(t, n) for t, n in _BLOCK_REF.findall(yaml.safe_dump(settings))}
+    """Every block a target's settings reference."""
+    return {ref.block for ref in references(settings) if isinstance(ref, BlockField)}
 
 
-def field_refs(settings: dict[str, Any]) -> dict[str, tuple[BlockRef, str]]:
-    """Profile key -> (block, field) for each key whose value is exactly one block field."""
-    refs: dict[str, tuple[BlockRef, str]] = {}
-    for key, value in settings.items():
-        match = _FIELD_REF.match(value) if isinstance(value, str) else None
-        if match:
-            refs[key] = (BlockRef(match[1], match[2]), match[3])
-    return refs
+def field_refs(settings: Mapping[str, Any]) -> dict[str, BlockField]:
+    """Profile key -> the block field, for each key whose value is exactly one block field."""
+    return {
+        key: ref
+        for key, value in settings.items()
+        if isinstance(ref := reference(value), BlockField)
+    }
 
 
 def variable_refs(settings: Any) -> set[str]:
-    return set(_VARIABLE_REF.findall(yaml.safe_dump(settings)))
-
-
-def write_scoped_profiles(
-    profiles_dir: Path, profile_name: str, target: str, dest: Path
-) -> tuple[Path, dict[str, Any]]:
-    """Write the target-scoped profiles.yml into `dest`; return it and the target's settings."""
-    scoped = scope_to_target(load_profiles(profiles_dir), profile_name, target)
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / PROFILES_FILE).write_text(yaml.safe_dump(scoped, sort_keys=False))
-    return dest, scoped[profile_name]["outputs"][target]
+    """Every Prefect variable a target's settings reference."""
+    return {ref.name for ref in references(settings) if isinstance(ref, VariableRef)}
 
 
 def missing_block_message(missing: list[BlockRef], target: str) -> str:
@@ -116,6 +165,8 @@ def missing_block_message(missing: list[BlockRef], target: str) -> str:
 
 async def read_blocks(refs: set[BlockRef], target: str) -> dict[BlockRef, dict[str, Any]]:
     """The registered data of each block; fail naming the script when any is missing."""
+    if not refs:  # a DuckDB target: nothing to ask the server
+        return {}
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
@@ -134,13 +185,8 @@ async def read_blocks(refs: set[BlockRef], target: str) -> dict[BlockRef, dict[s
     return found
 
 
-async def check_blocks_exist(refs: set[BlockRef], target: str) -> None:
-    """Fail before dbt starts when a referenced block is missing, naming the script to run."""
-    await read_blocks(refs, target)
-
-
 def drop_unset_fields(
-    settings: dict[str, Any], blocks: dict[BlockRef, dict[str, Any]], target: str
+    settings: Mapping[str, Any], blocks: Mapping[BlockRef, Mapping[str, Any]], target: str
 ) -> dict[str, Any]:
     """`settings` without the keys whose block field is unset (None) in the registered block.
 
@@ -148,28 +194,53 @@ def drop_unset_fields(
     the block does not have at all is a profiles.yml typo and fails here, naming it.
     """
     kept = dict(settings)
-    for key, (ref, field) in field_refs(settings).items():
-        data = blocks.get(ref)
+    for key, ref in field_refs(settings).items():
+        data = blocks.get(ref.block)
         if data is None:
             continue
-        if field not in data:
+        try:
+            value = block_field_value(data, ref.field)
+        except KeyError:
             raise ProfileError(
-                f"profiles.yml target {target!r} key {key!r} reads field {field!r} of block "
-                f"{ref}, which has no such field (it has: {', '.join(sorted(data))})"
-            )
-        if data[field] is None:
+                f"profiles.yml target {target!r} key {key!r} reads field {ref.field!r} of block "
+                f"{ref.block}, which has no such field (it has: {', '.join(sorted(data))})"
+            ) from None
+        if value is None:
             del kept[key]
     return kept
 
 
-async def fit_to_registered_blocks(profiles_dir: Path, profile_name: str, target: str) -> None:
-    """Check the scoped profiles.yml against the registered blocks, before dbt starts.
+@dataclass(frozen=True)
+class RunProfile:
+    """profiles.yml as one run uses it: scoped to its target, checked against the blocks.
 
-    Fails when a block is missing (naming the script that registers it) or a referenced field
-    does not exist; drops references to fields the block leaves unset (the other auth method).
+    Built once per run (`run_profile`); the guards read the warehouse address from it and dbt
+    gets it written out (`write`). `settings` still holds references, never secret values.
     """
-    scoped = scope_to_target(load_profiles(profiles_dir), profile_name, target)
+
+    profile_name: str
+    target: str
+    settings: dict[str, Any]
+    # The registered data of every block `settings` references, as read once for this run.
+    # It holds secrets: kept out of repr so no log line or traceback ever shows them.
+    blocks: Mapping[BlockRef, Mapping[str, Any]] = field(repr=False, default_factory=dict)
+
+    def document(self) -> dict[str, Any]:
+        """The scoped profiles.yml: this profile with this one target."""
+        return {self.profile_name: {"target": self.target, "outputs": {self.target: self.settings}}}
+
+    def write(self, dest: Path) -> Path:
+        """Write profiles.yml into `dest` (dbt's --profiles-dir); return `dest`."""
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / PROFILES_FILE).write_text(yaml.safe_dump(self.document(), sort_keys=False))
+        return dest
+
+
+async def run_profile(profiles: dict[str, Any], profile_name: str, target: str) -> RunProfile:
+    """A run's profile from a loaded profiles.yml, before dbt starts: scoped to `target`,
+    every block it references read once (a missing one fails naming the script that registers
+    it; a field a block lacks fails naming the key), references to unset fields dropped."""
+    scoped = scope_to_target(profiles, profile_name, target)
     settings = scoped[profile_name]["outputs"][target]
     blocks = await read_blocks(block_refs(settings), target)
-    scoped[profile_name]["outputs"][target] = drop_unset_fields(settings, blocks, target)
-    (profiles_dir / PROFILES_FILE).write_text(yaml.safe_dump(scoped, sort_keys=False))
+    return RunProfile(profile_name, target, drop_unset_fields(settings, blocks, target), blocks)

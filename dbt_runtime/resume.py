@@ -29,6 +29,7 @@ from typing import Any
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from dbt_runtime import artifact_store
+from dbt_runtime._statuses import dbt_statuses
 from dbt_runtime.invocation import (
     DbtCommand,
     DbtInvocation,
@@ -51,7 +52,9 @@ RESUMABLE_COMMANDS: dict[DbtCommand, frozenset[str] | None] = {
     DbtCommand.seed: frozenset({"seed"}),
     DbtCommand.snapshot: frozenset({"snapshot"}),
 }
-SUCCEEDED, NOT_BUILT = "success", "skipped"  # statuses in the written run_results.json
+# The written run_results.json says "success" for what the crashed run built, "skipped" for
+# the rest; resuming selects the skipped ones. (This module runs dbt: its enums are loaded.)
+SUCCEEDED, NOT_BUILT = dbt_statuses().success, dbt_statuses().skipped
 REMAINING = f"result:{NOT_BUILT}"
 
 

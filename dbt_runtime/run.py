@@ -1,6 +1,7 @@
-"""One dbt invocation, run the way the flow needs it (flows/dbt_williamgrant.py calls `run_dbt`).
+"""One dbt invocation, run the way the flow needs it (flows/dbt_williamgrant.py calls `run_flow`).
 
-Around dbt: a profile scoped to the target, with block references checked before dbt starts;
+Around dbt: a profile scoped to the target, read once with its blocks before anything waits
+(profiles.run_profile), then the guards (one run per target, the timeout, connection retries);
 dbt's partial-parse state restored and kept (partial_parse.py); dbt through prefect-dbt's runner
 with a task run per node (node_reporter.py); dbt's target/ files kept per flow run whatever
 happens (artifact_store.py); the summary artifact; and a failure that says what failed.
@@ -15,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
+from prefect.runtime import flow_run
 from prefect.states import Failed, State
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from dbt_runtime import artifact_store, notify, partial_parse
-from dbt_runtime.failures import Failure, FailureKind, failure_of
-from dbt_runtime.invocation import DbtCommand, DbtInvocation
+from dbt_runtime import artifact_store, guards, notify, partial_parse
+from dbt_runtime.failures import Failure, failure_of
+from dbt_runtime.invocation import DbtCommand, DbtInvocation, require_selected_nodes
 from dbt_runtime.node_reporter import run_dbt_with_node_reporting
-from dbt_runtime.profiles import fit_to_registered_blocks, write_scoped_profiles
+from dbt_runtime.profiles import RunProfile, load_profiles, run_profile
 from dbt_runtime.project import PROFILE_NAME, TARGET_DIR, project_dir_in_use
 from dbt_runtime.resume import RESUMABLE_COMMANDS
 from dbt_runtime.summary import RunSummary, summarize
@@ -31,32 +33,45 @@ from dbt_runtime.summary import RunSummary, summarize
 RETRYABLE_COMMANDS = frozenset(RESUMABLE_COMMANDS)
 
 
-def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[str, int] | State:
-    """Run one validated invocation through prefect-dbt's runner with a target-scoped profile.
+def run_flow(invocation: DbtInvocation, timeout_seconds: float) -> dict[str, int] | State:
+    """The flow's body: the run's profile, then dbt under the guards; a selection that ran no
+    node fails (NothingSelected) instead of succeeding silently."""
+    logger = get_run_logger()
+    target = invocation.target.value
+    # profiles.yml and its blocks are read once, here; a missing block fails before anything
+    # waits, naming the script that registers it.
+    profile = run_coro_as_sync(
+        run_profile(load_profiles(project_dir_in_use()), PROFILE_NAME, target)
+    )
+    result = guards.guarded_run(
+        invocation.target,
+        lambda: run_dbt(invocation, profile),
+        timeout_seconds,
+        profile,
+        invocation.label,
+        logger.info,
+        flow_run.id,
+    )
+    require_selected_nodes(invocation, guards.executed_node_count(result))
+    return result
+
+
+def run_dbt(invocation: DbtInvocation, profile: RunProfile) -> dict[str, int] | State:
+    """Run one validated invocation through prefect-dbt's runner with the run's `profile`.
 
     Whatever happens, dbt's target/ files are kept per flow run and a summary artifact is
     published. An expected dbt failure returns a Failed state whose message names the failed
-    nodes (no traceback); a warehouse error is raised so connection retries can handle it.
+    nodes (no traceback); an unreachable warehouse is raised so the guards can retry it.
     """
-    from prefect.runtime import flow_run
-
     logger = get_run_logger()
     # dbt's partial-parse state holds absolute paths: run from a path stable across runs.
-    project_dir = partial_parse.stable_project_dir(
-        project_dir or project_dir_in_use(), invocation.target.value
-    )
+    project_dir = partial_parse.stable_project_dir(project_dir_in_use(), invocation.target.value)
     target_dir = project_dir / TARGET_DIR
     flow_run_id = str(flow_run.id or "no-flow-run")
     store = _artifact_store(logger)
     invocation = _continue_previous_attempt(invocation, store, flow_run_id, flow_run.run_count)
     with tempfile.TemporaryDirectory(prefix="wg-profiles-") as tmp:
-        profiles_dir, _ = write_scoped_profiles(
-            project_dir, PROFILE_NAME, invocation.target.value, Path(tmp)
-        )
-        # Before dbt starts: a missing block fails naming the script that registers it.
-        run_coro_as_sync(
-            fit_to_registered_blocks(profiles_dir, PROFILE_NAME, invocation.target.value)
-        )
+        profiles_dir = profile.write(Path(tmp))
         _prepare_target_dir(target_dir, invocation)
         _keep_start(store, invocation, flow_run_id, logger)
         _partial_parse(store, "restore", invocation, project_dir, logger)
@@ -98,8 +113,11 @@ def run_dbt(invocation: DbtInvocation, project_dir: Path | None = None) -> dict[
         f"Kept artifacts: python -m migration artifacts --flow-run {flow_run_id}\n"
         f"Rerun only what failed: command=retry state=flow-run:{flow_run_id}"
     )
-    if failure.kind is FailureKind.warehouse_error:
-        raise RuntimeError(message) from error  # transient: the connection retries decide
+    if failure.transient:
+        # An unreachable warehouse: raised for the guards to retry (and, when retries are
+        # exhausted, to name the account). Refused credentials or a lock fail below like any
+        # expected failure: a retry cannot help and a traceback would hide the reason.
+        raise RuntimeError(message) from error
     logger.error(message)
     return Failed(message=message)
 
@@ -146,8 +164,6 @@ def _prepare_target_dir(target_dir: Path, invocation: DbtInvocation) -> None:
 
 
 def _run_facts(invocation: DbtInvocation) -> dict[str, Any]:
-    from prefect.runtime import flow_run
-
     return {
         "args": list(invocation.args),
         "parameters": dict(invocation.parameters),

@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# dbt statuses that mean "this node did not do its job" (models, tests, seeds, snapshots,
-# freshness checks). `warn` is not a failure: dbt itself exits 0 on warnings.
-FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+from dbt_runtime._statuses import dbt_statuses
+
 MESSAGE_CHARS = 300
 # run_results' `args.which` -> the command an operator typed.
 _WHICH = {"generate": "docs generate", "freshness": "source freshness"}
@@ -49,11 +48,14 @@ class RunSummary:
 
     @property
     def failed(self) -> tuple[NodeRow, ...]:
-        return tuple(row for row in self.rows if row.status in FAILED_STATUSES)
+        """Nodes that did not do their job; `warn` is not a failure (dbt exits 0 on it)."""
+        failed = dbt_statuses().failed
+        return tuple(row for row in self.rows if row.status in failed)
 
     @property
     def skipped(self) -> tuple[NodeRow, ...]:
-        return tuple(row for row in self.rows if row.status == "skipped")
+        skipped = dbt_statuses().skipped
+        return tuple(row for row in self.rows if row.status == skipped)
 
     def header(self) -> str:
         counts = ", ".join(f"{n} {status}" for status, n in self.counts.items()) or "no nodes"
@@ -118,7 +120,8 @@ def node_row(result: Mapping[str, Any]) -> NodeRow:
     unique_id = str(result.get("unique_id", ""))
     status = str(result.get("status", "")).lower()
     message = result.get("message")
-    if status == "fail" and result.get("failures") is not None:
+    statuses = dbt_statuses()
+    if status == statuses.fail and result.get("failures") is not None:
         # A failing test's message is just "Got N results"; say what that means.
         message = f"{result['failures']} failing rows: {message or ''}".strip(": ")
     return NodeRow(
@@ -127,7 +130,7 @@ def node_row(result: Mapping[str, Any]) -> NodeRow:
         status=status,
         seconds=round(float(result.get("execution_time") or 0.0), 3),
         rows_affected=_rows_affected(result),
-        message=first_error_line(message) if status != "success" else (message or ""),
+        message=first_error_line(message) if status != statuses.success else (message or ""),
     )
 
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.states import State
 from pydantic import Field
 
 from dbt_runtime import guards, notify, schedule_guard
-from dbt_runtime.invocation import DbtCommand, Target, build_invocation, require_selected_nodes
-from dbt_runtime.profiles import load_profiles, scope_to_target
-from dbt_runtime.project import FLOW_NAME, PROFILE_NAME, project_dir_in_use
+from dbt_runtime.invocation import DbtCommand, Target, build_invocation
+from dbt_runtime.project import FLOW_NAME
 from dbt_runtime.resume import KeptRunStates
-from dbt_runtime.run import run_dbt
+from dbt_runtime.run import run_flow
 
 
 @flow(name=FLOW_NAME, log_prints=True, flow_run_name=notify.run_name)
@@ -71,20 +70,6 @@ def dbt_williamgrant(
         state=state,
         kept_runs=KeptRunStates(),
     )
-    # One run per target at a time, within timeout_seconds, transient connection errors retried.
-    from prefect.runtime import flow_run
-
-    logger = get_run_logger()
-    target_name = invocation.target.value
-    profiles = scope_to_target(load_profiles(project_dir_in_use()), PROFILE_NAME, target_name)
-    result = guards.guarded_run(
-        invocation.target,
-        lambda: run_dbt(invocation),
-        timeout_seconds,
-        profiles[PROFILE_NAME]["outputs"][target_name],
-        invocation.label,
-        logger.info,
-        flow_run.id,
-    )
-    require_selected_nodes(invocation, guards.executed_node_count(result))
-    return result
+    # The profile and its blocks once, then one run per target at a time within
+    # timeout_seconds, transient connection errors retried (dbt_runtime/run.py).
+    return run_flow(invocation, timeout_seconds)

@@ -22,6 +22,7 @@ import pytest
 from dbt_runtime import artifact_store, guards, project
 from dbt_runtime.invocation import Target
 from dbt_runtime.node_reporter import recorded_task_runs
+from dbt_runtime.profiles import ProfileError, run_profile
 from migration.local_stack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -108,10 +109,9 @@ def test_a_missing_block_for_the_target_fails_before_dbt_naming_the_script(
         "type": "snowflake",
         "account": f"{{{{ prefect.blocks.snowflake-credentials.{name}.account }}}}",
     }
-    from dbt_runtime.profiles import ProfileError
-
+    # The flow reads its profile (and every block it references) before the guards run.
     with pytest.raises(ProfileError) as caught:
-        guards.guarded_run(Target.dev, lambda: None, 60, settings, "dbt build", print)
+        asyncio.run(run_profile({"wg": {"outputs": {"dev": settings}}}, "wg", "dev"))
     assert f"block snowflake-credentials/{name} not found" in str(caught.value)
     assert "blocks/register_snowflake.py --target dev" in str(caught.value)
 
@@ -273,8 +273,9 @@ def test_an_unreachable_warehouse_fails_fast_naming_account_and_user(
     logs: list[str] = []
     dbt_calls: list[int] = []
     with snowflake_blocks(closed) as settings, pytest.raises(guards.WarehouseUnreachable) as err:
+        profile = asyncio.run(run_profile({"wg": {"outputs": {"dev": settings}}}, "wg", "dev"))
         guards.guarded_run(
-            Target.dev, lambda: dbt_calls.append(1), 600, settings, "dbt build", logs.append
+            Target.dev, lambda: dbt_calls.append(1), 600, profile, "dbt build", logs.append
         )
     message = str(err.value)
     assert message.startswith("cannot connect to Snowflake account 'wg12345' as user 'DBT_DEV'")

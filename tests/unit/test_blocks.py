@@ -251,8 +251,8 @@ def test_every_field_the_profile_reads_exists_on_the_block_classes() -> None:
     profiles = load_profiles(PROJECT_DIR)
     for target in ("dev", "prod"):
         settings = profiles[PROFILE_NAME]["outputs"][target]
-        for key, (ref, field) in field_refs(settings).items():
-            assert field in fields[ref.block_type], (target, key, ref, field)
+        for key, ref in field_refs(settings).items():
+            assert ref.field in fields[ref.block.block_type], (target, key, ref)
 
 
 # -- one profile for both auth methods ------------------------------------------------------

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from dbt_runtime import guards
 from dbt_runtime.failures import (
     FailureKind,
+    WarehouseProblem,
     classify_error,
     classify_nodes,
     error_detail,
     failure_of,
+    warehouse_problem,
 )
 from dbt_runtime.invocation import (
     InvalidParameter,
@@ -68,6 +71,77 @@ def test_failed_nodes_are_classified_by_their_most_upstream_cause(
 )  # fmt: skip
 def test_errors_without_node_results_are_classified(error: Exception, kind: FailureKind) -> None:
     assert classify_error(error) is kind
+
+
+AUTH_ERROR = ValueError(
+    "Failed to invoke dbt command 'build --target prod': Database Error\n"
+    "  250001 (08001): Failed to connect to DB: wg12345.snowflakecomputing.com:443. "
+    "Incorrect username or password was specified."
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "problem"),
+    [
+        (AUTH_ERROR, WarehouseProblem.credentials),
+        ("250001 (08001): Could not connect to Snowflake backend after 2 attempt(s).",
+         WarehouseProblem.unreachable),
+        ("HTTPSConnectionPool: Max retries exceeded (Name or service not known)",
+         WarehouseProblem.unreachable),
+        (RuntimeError("dbt build failed"), None),
+        ("IO Error: Could not set lock on file \"warehouse.duckdb\": Conflicting lock",
+         WarehouseProblem.lock),
+        ("Warehouse 'WG_XS' cannot be resumed: warehouse WG_XS does not exist",
+         WarehouseProblem.unavailable),
+        ("Database Error in model authentication_events: invalid identifier 'QTY'", None),
+        ("Binder Error: column y not found", None),
+    ],
+)  # fmt: skip
+def test_one_classifier_names_the_warehouse_problem(
+    error: BaseException | str, problem: WarehouseProblem | None
+) -> None:
+    assert warehouse_problem(error) is problem
+
+
+def test_a_refused_connection_in_an_errors_cause_is_transient() -> None:
+    try:
+        try:
+            raise ConnectionRefusedError(111, "")
+        except OSError as exc:
+            raise RuntimeError("dbt build failed") from exc
+    except RuntimeError as wrapped:
+        problem = warehouse_problem(wrapped)
+    assert problem is WarehouseProblem.unreachable and problem.transient
+
+
+def test_an_auth_error_fails_the_run_as_a_warehouse_error_and_is_not_retried() -> None:
+    failure = failure_of("dbt build --target prod", None, AUTH_ERROR)
+    assert failure is not None and failure.kind is FailureKind.warehouse_error
+    # run_dbt raises only transient failures (for the retries); this one becomes the run's
+    # Failed state with this message, no traceback.
+    assert not failure.transient
+    assert failure.message().splitlines()[0] == (
+        "dbt build --target prod failed: warehouse/connection error: "
+        "the warehouse refused the credentials (no node results)"
+    )
+    calls: list[int] = []
+
+    def dbt() -> None:
+        calls.append(1)
+        raise RuntimeError(failure.message()) from AUTH_ERROR
+
+    address = guards.WarehouseAddress("prod", "wg12345", "DBT_PROD", "127.0.0.1", 9)
+    with pytest.raises(RuntimeError, match="refused the credentials"):
+        guards.with_connection_retries(dbt, address, lambda _: None, sleep=lambda _: None)
+    assert calls == [1]
+
+
+def test_an_unreachable_warehouse_is_raised_for_the_retries() -> None:
+    error = ValueError(
+        "Failed to invoke dbt command 'build': 250001: Could not connect to Snowflake"
+    )
+    failure = failure_of("dbt build --target dev", None, error)
+    assert failure is not None and failure.transient
 
 
 def test_message_names_each_failed_node_with_its_error_and_the_next_step() -> None:

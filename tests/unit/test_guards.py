@@ -10,6 +10,7 @@ import time
 import pytest
 
 from dbt_runtime import guards
+from dbt_runtime.failures import WarehouseProblem, warehouse_problem
 from dbt_runtime.invocation import (
     InvalidParameter,
     NothingSelected,
@@ -17,6 +18,7 @@ from dbt_runtime.invocation import (
     build_invocation,
     require_selected_nodes,
 )
+from dbt_runtime.profiles import BlockRef, RunProfile
 
 pytestmark = pytest.mark.reliability
 
@@ -92,7 +94,7 @@ def test_deadline_also_works_off_the_main_thread() -> None:
     assert outcome and isinstance(outcome[0], guards.RunTimedOut)
 
 
-def test_real_snowflake_connector_failure_is_classified_as_a_connection_error() -> None:
+def test_real_snowflake_connector_failure_is_a_transient_warehouse_problem() -> None:
     import snowflake.connector
 
     with pytest.raises(snowflake.connector.errors.OperationalError) as caught:
@@ -102,8 +104,8 @@ def test_real_snowflake_connector_failure_is_classified_as_a_connection_error() 
             login_timeout=5, network_timeout=5,
         )  # fmt: skip
     wrapped = ValueError(f"Failed to invoke dbt command 'build': {caught.value}")
-    assert guards.is_connection_error(wrapped)
-    assert not guards.is_connection_error(ValueError("Compilation Error in model stg_brands"))
+    assert warehouse_problem(wrapped) is WarehouseProblem.unreachable
+    assert warehouse_problem(ValueError("Compilation Error in model stg_brands")) is None
 
 
 def test_transient_connection_errors_are_retried_a_bounded_number_of_times() -> None:
@@ -159,8 +161,8 @@ def test_errors_that_are_not_about_the_connection_are_not_retried() -> None:
 def test_duckdb_targets_need_no_network_probe() -> None:
     import asyncio
 
-    settings = {"type": "duckdb", "path": "x.duckdb"}
-    assert asyncio.run(guards.warehouse_address("local", settings)) is None
+    profile = RunProfile("wg", "local", {"type": "duckdb", "path": "x.duckdb"})
+    assert asyncio.run(guards.warehouse_address(profile)) is None
 
 
 def test_a_selector_that_matches_nothing_fails_instead_of_succeeding_silently() -> None:
@@ -200,11 +202,28 @@ def test_the_probe_address_follows_the_profiles_emulator_overrides(
     }
     monkeypatch.delenv("WG_SNOWFLAKE_HOST", raising=False)
     monkeypatch.delenv("WG_SNOWFLAKE_PORT", raising=False)
-    real = asyncio.run(guards.warehouse_address("dev", settings))
+    real = asyncio.run(guards.warehouse_address(RunProfile("wg", "dev", settings)))
     assert real is not None
     assert (real.host, real.port) == ("wg12345.snowflakecomputing.com", 443)
     monkeypatch.setenv("WG_SNOWFLAKE_HOST", "127.0.0.1")
     monkeypatch.setenv("WG_SNOWFLAKE_PORT", "8123")
-    emulator = asyncio.run(guards.warehouse_address("dev", settings))
+    emulator = asyncio.run(guards.warehouse_address(RunProfile("wg", "dev", settings)))
     assert emulator is not None
     assert (emulator.host, emulator.port) == ("127.0.0.1", 8123)
+
+
+def test_the_probe_address_comes_from_the_blocks_the_run_already_read() -> None:
+    import asyncio
+
+    creds = BlockRef("snowflake-credentials", "wg-dbt-dev")
+    settings = {
+        "type": "snowflake",
+        "account": "{{ prefect.blocks.snowflake-credentials.wg-dbt-dev.account }}",
+        "user": "{{ prefect.blocks.snowflake-credentials.wg-dbt-dev.user }}",
+    }
+    # No server in a unit test: a second read of the block would fail here.
+    profile = RunProfile("wg", "dev", settings, {creds: {"account": "wg12345", "user": "DBT_DEV"}})
+    address = asyncio.run(guards.warehouse_address(profile))
+    assert address is not None
+    assert address.who == "Snowflake account 'wg12345' as user 'DBT_DEV'"
+    assert (address.host, address.port) == ("wg12345.snowflakecomputing.com", 443)

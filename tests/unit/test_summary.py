@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from dbt_runtime.dbt_artifacts import Outcome, outcome
+from dbt_runtime.failures import FailureKind, failure_of
 from dbt_runtime.summary import first_error_line, summarize
 
 pytestmark = pytest.mark.observability
@@ -113,3 +115,14 @@ def test_docs_generate_and_missing_args_fall_back_to_what_the_flow_knows() -> No
 )
 def test_first_error_line(message: str | None, expected: str) -> None:
     assert first_error_line(message) == expected
+
+
+def test_a_partly_built_microbatch_model_fails_the_run_as_dbt_says() -> None:
+    # dbt exits non-zero on `partial success` and `dbt retry` re-runs the node: so the run fails,
+    # its task run is Failed and parity counts it failed, all from one vocabulary.
+    doc = dict(RUN_RESULTS, results=[result("model.wg.fct_events", "partial success")])
+    summary = summarize(doc)
+    assert [r.unique_id for r in summary.failed] == ["model.wg.fct_events"]
+    failure = failure_of("dbt build --target prod", summary, None)
+    assert failure is not None and failure.kind is FailureKind.model_error
+    assert outcome("partial success") is Outcome.failed

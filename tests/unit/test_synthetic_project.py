@@ -51,7 +51,7 @@ def test_written_project_runs_on_the_tenants_local_target(tmp_path: Path) -> Non
     dbt_project = yaml.safe_load((project.path / "dbt_project.yml").read_text())
     assert dbt_project["profile"] == profile
     profiles = yaml.safe_load((project.path / "profiles.yml").read_text())
-    # The flow's own profile handling (write_scoped_profiles) must find this target.
+    # The flow's own profile handling (profiles.run_profile) must find this target.
     assert profiles[profile]["outputs"] == {LOCAL_TARGET: local}
     assert local["type"] == "duckdb"
     assert len(list((project.path / "models").glob("*.sql"))) == 20
