@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from dbt_runtime.project import register_command
+
 PROFILES_FILE = "profiles.yml"
 _BLOCK_REF = re.compile(r"prefect\.blocks\.([\w-]+)\.([\w-]+)")
 _VARIABLE_REF = re.compile(r"prefect\.variables\.([\w-]+)")
@@ -28,9 +30,9 @@ _FIELD_REF = re.compile(r"^\{\{\s*prefect\.blocks\.([\w-]+)\.([\w-]+)\.([\w.-]+)
 
 # Which script registers a block of each type (the fix an error message names).
 REGISTERED_BY = {
-    "snowflake-credentials": "python blocks/register_snowflake.py --target {target}",
-    "snowflake-connector": "python blocks/register_snowflake.py --target {target}",
-    "github-credentials": "python blocks/register_github.py",
+    "snowflake-credentials": register_command("snowflake") + " --target {target}",
+    "snowflake-connector": register_command("snowflake") + " --target {target}",
+    "github-credentials": register_command("github"),
 }
 
 

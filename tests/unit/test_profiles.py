@@ -57,4 +57,4 @@ def test_unknown_target_names_the_ones_that_exist(tmp_path: Path) -> None:
 def test_missing_block_message_names_block_and_script() -> None:
     msg = missing_block_message([BlockRef("snowflake-credentials", "wg-dbt-prod")], "prod")
     assert "snowflake-credentials/wg-dbt-prod not found" in msg
-    assert "blocks/register_snowflake.py --target prod" in msg
+    assert "python -m blocks.register_snowflake --target prod" in msg
