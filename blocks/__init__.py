@@ -1,1 +1,3 @@
-"""Block registration scripts: `python blocks/register_<kind>.py --help`."""
+"""Block registration scripts, run as modules from the repository root:
+`python -m blocks.register_<kind> --help`.
+"""

@@ -3,8 +3,8 @@
 Secrets on a command line end up in shell history and in `ps` output for every user on the
 machine; secrets in a repository file end up in git. So the scripts read every value from the
 environment, or one secret from stdin (`--password-stdin`-style, for piping from a vault CLI),
-and validate everything before registering anything. Pure functions: the environment and stdin
-are parameters, so the tests need no server.
+and validate everything before registering anything (blocks/_cli.py). Pure functions: the
+environment and stdin are parameters, so the tests need no server.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO
-
-EXIT_BAD_INPUT = 2  # argparse's own code for usage errors: nothing was registered
 
 
 class InputError(ValueError):
@@ -71,7 +69,7 @@ def check_value(spec: EnvInput, value: str, multiline: bool = False) -> str:
 
 
 def read_stdin_secret(stream: IO[str], spec: EnvInput, multiline: bool = False) -> str:
-    """One secret from stdin (e.g. `vault read -field=password ... | python blocks/...`)."""
+    """One secret from stdin (e.g. `vault read -field=password ... | python -m blocks...`)."""
     if stream.isatty():
         raise InputError(
             f"stdin is a terminal: pipe {spec.name}'s value in (e.g. from your vault's CLI) "
@@ -85,3 +83,18 @@ def read_stdin_secret(stream: IO[str], spec: EnvInput, multiline: bool = False) 
 
 def help_text(title: str, inputs: list[EnvInput]) -> str:
     return title + "\n" + "\n".join(spec.describe() for spec in inputs)
+
+
+def secret_value(
+    spec: EnvInput, env: Mapping[str, str], stdin: IO[str] | None, stdin_flag: str | None = None
+) -> str:
+    """A required secret: from stdin when the script's `stdin_flag` was given, else from `env`;
+    both at once is refused (which one was meant?)."""
+    if stdin_flag is not None:
+        if env.get(spec.name, "").strip():
+            raise InputError(f"{spec.name} is set and {stdin_flag} was given too: use one")
+        assert stdin is not None
+        return read_stdin_secret(stdin, spec)
+    value = env_value(spec, env)
+    assert value is not None  # required
+    return value

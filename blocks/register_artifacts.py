@@ -1,6 +1,6 @@
 """Register the storage block where each flow run keeps dbt's artifacts (idempotent).
 
-    python blocks/register_artifacts.py --basepath /srv/prefect/dbt-artifacts
+    python -m blocks.register_artifacts --basepath /srv/prefect/dbt-artifacts
 
 Creates (or repoints) the LocalFileSystem block named in dbt_runtime/artifact_store.py
 (`local-file-system/wg-dbt-artifacts`, or WG_ARTIFACTS_BLOCK). The basepath must be outside any
@@ -13,20 +13,33 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from blocks._cli import Save, run, script_parser
 from dbt_runtime.artifact_store import register_local_store
+from dbt_runtime.project import register_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = script_parser(register_command("artifacts"), __doc__)
+    parser.add_argument("--basepath", type=Path, required=True, help="folder for kept artifacts")
+    return parser
+
+
+def prepare(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]) -> Save:
+    basepath: Path = args.basepath
+
+    def save() -> str:
+        block = register_local_store(basepath)
+        return f"block {block} -> {basepath.resolve()}"
+
+    return save
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--basepath", type=Path, required=True, help="folder for kept artifacts")
-    args = parser.parse_args(argv)
-    block = register_local_store(args.basepath)
-    print(f"block {block} -> {args.basepath.resolve()}")
-    return 0
+    return run(build_parser(), prepare, argv)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Register (or rotate) the dbt Cloud API token the migration tooling reads dbt Cloud with.
 
-    DBT_CLOUD_API_TOKEN=... DBT_CLOUD_ACCOUNT_ID=70403103900001 python blocks/register_dbt_cloud.py
+    DBT_CLOUD_API_TOKEN=... DBT_CLOUD_ACCOUNT_ID=70403103900001 python -m blocks.register_dbt_cloud
     vault read -field=token secret/dbt-cloud \
-        | python blocks/register_dbt_cloud.py --token-stdin --account-id 70403103900001
+        | python -m blocks.register_dbt_cloud --token-stdin --account-id 70403103900001
 
 Writes a prefect-dbt DbtCloudCredentials block (default name `wg-dbt-cloud`, or WG_DBT_CLOUD_BLOCK)
 that `python -m migration parity --baseline dbt-cloud:JOB_ID` and the cutover/rollback commands
@@ -13,25 +13,15 @@ access to jobs and runs; cutover/rollback also update jobs (a "Job Admin" servic
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import IO
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from blocks._inputs import (
-    EXIT_BAD_INPUT,
-    EnvInput,
-    InputError,
-    check_value,
-    env_value,
-    help_text,
-    read_stdin_secret,
-)
+from blocks._cli import Save, run, script_parser
+from blocks._inputs import EnvInput, check_value, env_value, secret_value
 from dbt_runtime.dbt_cloud import BLOCK_ENV, DEFAULT_BLOCK
+from dbt_runtime.project import register_command
 
 BLOCK_TYPE = "dbt-cloud-credentials"  # prefect-dbt's block type slug
 TOKEN = EnvInput(
@@ -59,13 +49,7 @@ def inputs(
     env: Mapping[str, str], stdin: IO[str] | None, token_stdin: bool, account_id: str | None
 ) -> tuple[str, int, str, str]:
     """(token, account id, domain, block name), validated; nothing registered on error."""
-    if token_stdin:
-        if env.get(TOKEN.name, "").strip():
-            raise InputError(f"{TOKEN.name} is set and --token-stdin was given too: use one")
-        assert stdin is not None
-        token = read_stdin_secret(stdin, TOKEN)
-    else:
-        token = env_value(TOKEN, env) or ""
+    token = secret_value(TOKEN, env, stdin, "--token-stdin" if token_stdin else None)
     if account_id is not None:
         account = check_value(ACCOUNT, account_id.strip())
     else:
@@ -84,17 +68,21 @@ def register(token: str, account_id: int, domain: str, name: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python blocks/register_dbt_cloud.py",
-        description=__doc__,
-        epilog=help_text("environment:", [TOKEN, ACCOUNT, DOMAIN, NAME])
-        + "\n\nThe token is read only from the environment or stdin, never from arguments. "
-        "Exit codes: 0 done, 1 server error, 2 bad input (nothing registered).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    environment = {"environment:": [TOKEN, ACCOUNT, DOMAIN, NAME]}
+    parser = script_parser(register_command("dbt_cloud"), __doc__, environment)
     parser.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
     parser.add_argument("--account-id", help=f"the account id (instead of {ACCOUNT.name})")
     return parser
+
+
+def prepare(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]) -> Save:
+    token, account, domain, name = inputs(env, stdin, args.token_stdin, args.account_id)
+
+    def save() -> str:
+        register(token, account, domain, name)
+        return f"registered {BLOCK_TYPE}/{name} for account {account} on {domain}"
+
+    return save
 
 
 def main(
@@ -102,18 +90,7 @@ def main(
     env: Mapping[str, str] | None = None,
     stdin: IO[str] | None = None,
 ) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        token, account, domain, name = inputs(
-            os.environ if env is None else env, stdin or sys.stdin, args.token_stdin,
-            args.account_id,
-        )  # fmt: skip
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    register(token, account, domain, name)
-    print(f"registered {BLOCK_TYPE}/{name} for account {account} on {domain}")
-    return 0
+    return run(build_parser(), prepare, argv, env, stdin)
 
 
 if __name__ == "__main__":

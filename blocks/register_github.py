@@ -1,7 +1,7 @@
 """Register (or rotate) the GitHub token the deployment's git_clone pull step uses.
 
-    WG_GITHUB_TOKEN=... python blocks/register_github.py
-    gh auth token | python blocks/register_github.py --token-stdin
+    WG_GITHUB_TOKEN=... python -m blocks.register_github
+    gh auth token | python -m blocks.register_github --token-stdin
 
 Writes a prefect-github GitHubCredentials block named as prefect.yaml's
 `source.credentials_block`; `python -m migration source credentials` puts a reference to it
@@ -13,25 +13,14 @@ Use a fine-grained token with read-only "Contents" access to that one repository
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import IO
 
-from dbt_runtime.project import source_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from blocks._inputs import (
-    EXIT_BAD_INPUT,
-    EnvInput,
-    InputError,
-    env_value,
-    help_text,
-    read_stdin_secret,
-)
+from blocks._cli import Save, run, script_parser
+from blocks._inputs import EnvInput, InputError, secret_value
+from dbt_runtime.project import register_command, source_config
 
 BLOCK_TYPE = "github-credentials"  # prefect-github's block type slug
 TOKEN = EnvInput(
@@ -45,7 +34,6 @@ TOKEN = EnvInput(
 
 def block_name() -> str:
     """The name prefect.yaml's `source.credentials_block` gives the block (read, not copied)."""
-
     name = str(source_config().get("credentials_block") or "")
     if not name:
         raise InputError("prefect.yaml has no source.credentials_block to register")
@@ -55,14 +43,7 @@ def block_name() -> str:
 def github_token(
     env: Mapping[str, str], stdin: IO[str] | None = None, from_stdin: bool = False
 ) -> str:
-    if from_stdin:
-        if env.get(TOKEN.name, "").strip():
-            raise InputError(f"{TOKEN.name} is set and --token-stdin was given too: use one")
-        assert stdin is not None
-        return read_stdin_secret(stdin, TOKEN)
-    token = env_value(TOKEN, env)
-    assert token is not None  # required
-    return token
+    return secret_value(TOKEN, env, stdin, "--token-stdin" if from_stdin else None)
 
 
 def register(token: str, name: str) -> None:
@@ -72,16 +53,23 @@ def register(token: str, name: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python blocks/register_github.py",
-        description=__doc__,
-        epilog=help_text("environment:", [TOKEN])
-        + "\n\nThe token is read only from the environment or stdin, never from arguments. "
-        "Exit codes: 0 done, 1 server error, 2 bad input (nothing registered).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser(register_command("github"), __doc__, {"environment:": [TOKEN]})
     parser.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
     return parser
+
+
+def prepare(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]) -> Save:
+    name = block_name()
+    token = github_token(env, stdin, args.token_stdin)
+
+    def save() -> str:
+        register(token, name)
+        return (
+            f"registered {BLOCK_TYPE}/{name}; the git_clone pull step of the next run uses it "
+            "(deployments made with `make deploy` reference it by name)"
+        )
+
+    return save
 
 
 def main(
@@ -89,21 +77,7 @@ def main(
     env: Mapping[str, str] | None = None,
     stdin: IO[str] | None = None,
 ) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        name = block_name()
-        token = github_token(
-            os.environ if env is None else env, stdin or sys.stdin, args.token_stdin
-        )
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    register(token, name)
-    print(
-        f"registered {BLOCK_TYPE}/{name}; the git_clone pull step of the next run uses it "
-        "(deployments made with `make deploy` reference it by name)"
-    )
-    return 0
+    return run(build_parser(), prepare, argv, env, stdin)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Register (or rotate) a notification destination that notifications.yaml names.
 
-    WG_SLACK_WEBHOOK_URL=... python blocks/register_notifications.py slack --name wg-dbt-oncall
+    WG_SLACK_WEBHOOK_URL=... python -m blocks.register_notifications slack --name wg-dbt-oncall
     WG_SENDGRID_API_KEY=... WG_EMAIL_FROM=dbt@example.com WG_EMAIL_TO=a@example.com,b@example.com \\
-        python blocks/register_notifications.py email --name wg-dbt-analytics
-    vault read -field=url secret/hook | python blocks/register_notifications.py webhook \\
+        python -m blocks.register_notifications email --name wg-dbt-analytics
+    vault read -field=url secret/hook | python -m blocks.register_notifications webhook \\
         --name wg-dbt-hook --secret-stdin
-    python blocks/register_notifications.py send-test slack-webhook/wg-dbt-oncall
+    python -m blocks.register_notifications send-test slack-webhook/wg-dbt-oncall
 
 Kinds (Prefect notification blocks; notifications.yaml refers to `<block type>/<name>`):
   slack    slack-webhook/<name>    a Slack incoming webhook
@@ -21,26 +21,19 @@ the block by id, so they keep working and use the new secret on the next message
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import IO, Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from blocks._inputs import (
-    EXIT_BAD_INPUT,
-    EnvInput,
-    InputError,
-    env_value,
-    help_text,
-    read_stdin_secret,
+from blocks._cli import Save, ServerError, run, script_parser
+from blocks._inputs import EnvInput, InputError, env_value, secret_value
+from dbt_runtime.notification_rules import (
+    REGISTER_SCRIPT,
+    NotificationsFileError,
+    load_rules,
 )
-from dbt_runtime.notification_rules import NotificationsFileError, load_rules
 
-EXIT_SERVER_ERROR = 1
 _EMAIL = r"[^@\s,]+@[^@\s,]+\.[^@\s,]+"
 SLACK_URL = EnvInput(
     "WG_SLACK_WEBHOOK_URL",
@@ -89,19 +82,6 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 WEBHOOK_JSON = {"text": "{{subject}}\n{{body}}", "subject": "{{subject}}", "body": "{{body}}"}
 
 
-def secret_value(
-    spec: EnvInput, env: Mapping[str, str], stdin: IO[str] | None, from_stdin: bool
-) -> str:
-    if from_stdin:
-        if env.get(spec.name, "").strip():
-            raise InputError(f"{spec.name} is set and --secret-stdin was given too: use one")
-        assert stdin is not None
-        return read_stdin_secret(stdin, spec)
-    value = env_value(spec, env)
-    assert value is not None  # required
-    return value
-
-
 def build_block(kind: str, name: str, secret: str, env: Mapping[str, str]) -> Any:
     """The Prefect block for `kind`, validated, not yet saved."""
     from prefect.blocks.notifications import (
@@ -141,15 +121,21 @@ def referenced_in_notifications(ref: str) -> list[str]:
         return []
 
 
+def send_test_ref(ref: str | None) -> str:
+    """send-test's block, `<block type>/<block name>`."""
+    if not ref:
+        raise InputError("send-test needs the block: <block type>/<block name>")
+    if "/" not in ref:
+        raise InputError(f"{ref!r}: expected <block type>/<block name>, e.g. slack-webhook/x")
+    return ref
+
+
 def send_test(ref: str) -> str:
     from prefect.blocks.core import Block
 
-    block_type, sep, name = ref.partition("/")
-    if not sep:
-        raise InputError(f"{ref!r}: expected <block type>/<block name>, e.g. slack-webhook/x")
-    block: Any = Block.load(f"{block_type}/{name}")
+    block: Any = Block.load(ref)
     block.notify(
-        body=f"Test message from blocks/register_notifications.py for {ref}: if you read "
+        body=f"Test message from {REGISTER_SCRIPT} for {ref}: if you read "
         "this, the dbt run notifications of notifications.yaml reach you here.",
         subject=f"dbt notifications: test of {ref}",
     )
@@ -157,16 +143,13 @@ def send_test(ref: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python blocks/register_notifications.py",
-        description=__doc__,
-        epilog="\n\n".join(
-            help_text(f"environment for `{kind}`:", [secret, *others])
+    parser = script_parser(
+        REGISTER_SCRIPT,
+        __doc__,
+        {
+            f"environment for `{kind}`:": [secret, *others]
             for kind, (_, secret, others) in KINDS.items()
-        )
-        + "\n\nSecrets are read only from the environment or stdin, never from arguments. "
-        "Exit codes: 0 done, 1 server error, 2 bad input (nothing registered).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        },
     )
     parser.add_argument(
         "kind", choices=[*KINDS, "send-test"], help="what to register, or send-test <block>"
@@ -179,52 +162,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def prepare(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]) -> Save:
+    if args.kind == "send-test":
+        ref = send_test_ref(args.ref)
+
+        def test() -> str:
+            try:
+                return send_test(ref)
+            except Exception as exc:  # the block, the server or the destination
+                raise ServerError(f"send-test {ref}: {exc}") from exc
+
+        return test
+    if not args.name or not _NAME.fullmatch(args.name):
+        raise InputError(
+            f"--name {args.name!r}: give the block name notifications.yaml uses "
+            "(lowercase letters, digits, '-'), e.g. --name wg-dbt-oncall"
+        )
+    block_type, secret_spec, _ = KINDS[args.kind]
+    secret = secret_value(secret_spec, env, stdin, "--secret-stdin" if args.secret_stdin else None)
+    try:
+        block = build_block(args.kind, args.name, secret, env)
+    except InputError:
+        raise
+    except ValueError as exc:  # pydantic: a value the block itself rejects
+        raise InputError(f"{args.kind}: {exc}") from exc
+    ref = f"{block_type}/{args.name}"
+
+    def save() -> str:
+        try:
+            block.save(args.name, overwrite=True)
+        except Exception as exc:
+            raise ServerError(f"could not save {ref}: {exc}") from exc
+        rules = referenced_in_notifications(ref)
+        used = (
+            f"used by notifications.yaml rule(s) {', '.join(rules)}"
+            if rules
+            else f"not used yet: add `{ref}` to a rule's notify list in notifications.yaml"
+        )
+        return f"registered {ref}; {used}; then: python -m migration notifications apply"
+
+    return save
+
+
 def main(
     argv: list[str] | None = None,
     env: Mapping[str, str] | None = None,
     stdin: IO[str] | None = None,
 ) -> int:
-    args = build_parser().parse_args(argv)
-    env = os.environ if env is None else env
-    if args.kind == "send-test":
-        if not args.ref:
-            print("error: send-test needs the block: <block type>/<block name>", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        try:
-            print(send_test(args.ref))
-        except Exception as exc:
-            print(f"error: send-test {args.ref}: {exc}", file=sys.stderr)
-            return EXIT_SERVER_ERROR
-        return 0
-    try:
-        if not args.name or not _NAME.fullmatch(args.name):
-            raise InputError(
-                f"--name {args.name!r}: give the block name notifications.yaml uses "
-                "(lowercase letters, digits, '-'), e.g. --name wg-dbt-oncall"
-            )
-        block_type, secret_spec, _ = KINDS[args.kind]
-        secret = secret_value(secret_spec, env, stdin or sys.stdin, args.secret_stdin)
-        block = build_block(args.kind, args.name, secret, env)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ValueError as exc:  # pydantic: a value the block itself rejects
-        print(f"error: {args.kind}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        block.save(args.name, overwrite=True)
-    except Exception as exc:
-        print(f"error: could not save {block_type}/{args.name}: {exc}", file=sys.stderr)
-        return EXIT_SERVER_ERROR
-    ref = f"{block_type}/{args.name}"
-    rules = referenced_in_notifications(ref)
-    used = (
-        f"used by notifications.yaml rule(s) {', '.join(rules)}"
-        if rules
-        else f"not used yet: add `{ref}` to a rule's notify list in notifications.yaml"
-    )
-    print(f"registered {ref}; {used}; then: python -m migration notifications apply")
-    return 0
+    return run(build_parser(), prepare, argv, env, stdin)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Register (or rotate) the Snowflake blocks that a profiles.yml target reads.
 
-    WG_SNOWFLAKE_DEV_PASSWORD=... python blocks/register_snowflake.py --target dev
-    vault read -field=key secret/wg/dev | python blocks/register_snowflake.py --target dev \\
+    WG_SNOWFLAKE_DEV_PASSWORD=... python -m blocks.register_snowflake --target dev
+    vault read -field=key secret/wg/dev | python -m blocks.register_snowflake --target dev \\
         --private-key-stdin
-    python blocks/register_snowflake.py --target dev --check
+    python -m blocks.register_snowflake --target dev --check
 
 Writes a SnowflakeCredentials block (account, user, role and ONE auth method: password, or
 key-pair = private key + optional passphrase) and a SnowflakeConnector block (database,
@@ -16,7 +16,6 @@ Everything is validated before anything is saved: bad input exits 2 and register
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import tempfile
@@ -25,18 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from blocks._inputs import (
-    EXIT_BAD_INPUT,
-    EnvInput,
-    InputError,
-    env_value,
-    help_text,
-    read_stdin_secret,
-)
+from blocks._cli import Save, ServerError, run, script_parser
+from blocks._inputs import EnvInput, InputError, env_value, read_stdin_secret
 from dbt_runtime.invocation import Target
 from dbt_runtime.profiles import (
+    REGISTERED_BY,
     ProfileError,
     RunProfile,
     block_refs,
@@ -44,7 +36,9 @@ from dbt_runtime.profiles import (
     profile_targets,
     run_profile,
 )
-from dbt_runtime.project import PROFILE_NAME, project_dir_in_use
+from dbt_runtime.project import PROFILE_NAME, project_dir_in_use, register_command
+
+COMMAND = register_command("snowflake")
 
 CREDENTIALS_TYPE = "snowflake-credentials"  # prefect-snowflake's block type slugs
 CONNECTOR_TYPE = "snowflake-connector"
@@ -309,7 +303,7 @@ def register(inputs: SnowflakeInputs, names: BlockNames) -> None:
     ).save(names.connector, overwrite=True)
 
 
-def check(target: str, names: BlockNames) -> int:
+def check(target: str, names: BlockNames) -> str:
     """Load the blocks, then `dbt debug --target <target>` through the flow's scoped profile."""
     from prefect.utilities.asyncutils import run_coro_as_sync
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
@@ -319,10 +313,8 @@ def check(target: str, names: BlockNames) -> int:
         credentials = SnowflakeCredentials.load(names.credentials)
         connector = SnowflakeConnector.load(names.connector)
     except ValueError as exc:  # Prefect's "Unable to find block document named ..."
-        print(
-            f"error: {exc}\n  register them: python blocks/register_snowflake.py --target {target}"
-        )
-        return 1
+        fix = REGISTERED_BY[CREDENTIALS_TYPE].format(target=target)
+        raise ServerError(f"{exc}\n  register them: {fix}") from exc
     auth = "key-pair" if credentials.authenticator == KEY_PAIR_AUTH else "password"
     print(
         f"{CREDENTIALS_TYPE}/{names.credentials}: account {credentials.account}, user "
@@ -338,8 +330,7 @@ def check(target: str, names: BlockNames) -> int:
                 run_profile(load_profiles(project_dir), PROFILE_NAME, target)
             )
         except ProfileError as exc:
-            print(f"error: {exc}")
-            return 1
+            raise ServerError(str(exc)) from exc
         profiles_dir = profile.write(Path(tmp))
         runner = PrefectDbtRunner(
             settings=PrefectDbtSettings(project_dir=project_dir, profiles_dir=profiles_dir),
@@ -347,9 +338,9 @@ def check(target: str, names: BlockNames) -> int:
         )
         # Logs in the temporary directory: a check leaves nothing behind in the project.
         result = runner.invoke(["debug", "--target", target], log_path=str(Path(tmp) / "logs"))
-    ok = bool(result.success)
-    print(f"dbt debug --target {target}: {'OK' if ok else 'FAILED (see the output above)'}")
-    return 0 if ok else 1
+    if not result.success:
+        raise ServerError(f"dbt debug --target {target}: FAILED (see the output above)")
+    return f"dbt debug --target {target}: OK"
 
 
 # -- CLI -------------------------------------------------------------------------------------
@@ -357,18 +348,13 @@ def check(target: str, names: BlockNames) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     targets = [t.value for t in Target if t is not Target.local]
-    inputs = "\n\n".join(
-        help_text(f"environment, --target {t}:", list(inputs_for(t).values())) for t in targets
-    )
-    parser = argparse.ArgumentParser(
-        prog="python blocks/register_snowflake.py",
-        description=__doc__,
-        epilog=inputs
-        + "\n\nExactly one of *_PASSWORD / *_PRIVATE_KEY. Secrets are read only from the "
-        "environment or stdin, never from arguments. Exit codes: 0 done, 1 server or check "
-        "failure, 2 bad input (nothing registered).\nA local emulator only: WG_SNOWFLAKE_HOST, "
-        "WG_SNOWFLAKE_PORT, WG_SNOWFLAKE_PROTOCOL (read by profiles.yml at run time, not here).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = script_parser(
+        COMMAND,
+        __doc__,
+        {f"environment, --target {t}:": list(inputs_for(t).values()) for t in targets},
+        notes="Exactly one of *_PASSWORD / *_PRIVATE_KEY. A local emulator only: "
+        "WG_SNOWFLAKE_HOST, WG_SNOWFLAKE_PORT, WG_SNOWFLAKE_PROTOCOL (read by profiles.yml at "
+        "run time, not here).",
     )
     parser.add_argument("--target", required=True, choices=targets, help="profiles.yml target")
     stdin = parser.add_mutually_exclusive_group()
@@ -384,35 +370,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def prepare(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]) -> Save:
+    target = args.target
+    try:
+        profiles, profile_name = _profile()
+        names = block_names(profiles, profile_name, target)
+        if args.check:
+            return lambda: check(target, names)
+        stdin_field = (
+            "password" if args.password_stdin else "private_key" if args.private_key_stdin else None
+        )
+        inputs = snowflake_inputs(target, env, stdin, stdin_field)
+        check_separation(inputs, registered_identities(profiles, profile_name, target))
+    except ProfileError as exc:  # profiles.yml cannot name the blocks: nothing to register
+        raise InputError(str(exc)) from exc
+
+    def save() -> str:
+        register(inputs, names)
+        return (
+            f"registered {CREDENTIALS_TYPE}/{names.credentials} ({inputs.auth} auth, user "
+            f"{inputs.user}, role {inputs.role}) and {CONNECTOR_TYPE}/{names.connector} "
+            f"(database {inputs.database}, warehouse {inputs.warehouse}, schema "
+            f"{inputs.schema}); the next run of target {target} uses them.\n"
+            f"verify: {COMMAND} --target {target} --check"
+        )
+
+    return save
+
+
 def main(
     argv: list[str] | None = None,
     env: Mapping[str, str] | None = None,
     stdin: IO[str] | None = None,
 ) -> int:
-    args = build_parser().parse_args(argv)
-    env = os.environ if env is None else env
-    stdin_field = (
-        "password" if args.password_stdin else "private_key" if args.private_key_stdin else None
-    )
-    try:
-        profiles, profile_name = _profile()
-        names = block_names(profiles, profile_name, args.target)
-        if args.check:
-            return check(args.target, names)
-        inputs = snowflake_inputs(args.target, env, stdin or sys.stdin, stdin_field)
-        check_separation(inputs, registered_identities(profiles, profile_name, args.target))
-    except (InputError, ProfileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    register(inputs, names)
-    print(
-        f"registered {CREDENTIALS_TYPE}/{names.credentials} ({inputs.auth} auth, user "
-        f"{inputs.user}, role {inputs.role}) and {CONNECTOR_TYPE}/{names.connector} (database "
-        f"{inputs.database}, warehouse {inputs.warehouse}, schema {inputs.schema}); the next run "
-        f"of target {args.target} uses them.\n"
-        f"verify: python blocks/register_snowflake.py --target {args.target} --check"
-    )
-    return 0
+    return run(build_parser(), prepare, argv, env, stdin)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from dbt_runtime.invocation import (
     StateKeyword,
     Target,
 )
-from dbt_runtime.project import FLOW_NAME
+from dbt_runtime.project import FLOW_NAME, register_command
 from dbt_runtime.settings import get_settings
 
 KEPT_FILES = ("run_results.json", "manifest.json", "sources.json", "catalog.json")
@@ -59,7 +59,7 @@ def artifacts_block() -> str:
 def register_hint(block: str | None = None) -> str:
     block = block or artifacts_block()
     if block.startswith("local-file-system/"):
-        return "run `python blocks/register_artifacts.py --basepath <dir outside the worker>`"
+        return f"run `{register_command('artifacts')} --basepath <dir outside the worker>`"
     return f"create the block {block} in Prefect, or set WG_ARTIFACTS_BLOCK"
 
 

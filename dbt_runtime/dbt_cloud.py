@@ -34,6 +34,7 @@ from dbt_runtime.dbt_artifacts import (
     parse_manifest,
     parse_run_results,
 )
+from dbt_runtime.project import register_command
 from dbt_runtime.settings import default, env_name, get_settings
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 BLOCK_ENV = env_name("dbt_cloud_block")
 DEFAULT_BLOCK = str(default("dbt_cloud_block"))
-REGISTER_HINT = "blocks/register_dbt_cloud.py"
+REGISTER_HINT = register_command("dbt_cloud")
 # Run status codes of the Admin API v2.
 RUN_SUCCESS, RUN_ERROR, RUN_CANCELLED = 10, 20, 30
 PAGE_SIZE = 100  # the API's maximum page size

@@ -47,7 +47,7 @@ class WarehouseProblem(StrEnum):
     the guards retry it (a bounded number of times) before failing the run."""
     credentials = "the warehouse refused the credentials"
     """Wrong password or key, invalid JWT: the same login fails again; fix the block
-    (python blocks/register_snowflake.py --target <target>)."""
+    (python -m blocks.register_snowflake --target <target>)."""
     lock = "a lock is held by someone else"
     """Another process holds the lock (DuckDB file, Snowflake object): not retried."""
     unavailable = "the warehouse is unavailable"

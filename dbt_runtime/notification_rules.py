@@ -1,5 +1,6 @@
 """notifications.yaml: who hears about which runs (the rules; migration/notifications.py turns
-them into Prefect automations, blocks/register_notifications.py registers their destinations).
+them into Prefect automations, `python -m blocks.register_notifications` registers their
+destinations).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import yaml
 
 from dbt_runtime.invocation import Target
 from dbt_runtime.notify import WARNED_EVENT
-from dbt_runtime.project import REPO_ROOT
+from dbt_runtime.project import REPO_ROOT, register_command
 
 NOTIFICATIONS_FILE = REPO_ROOT / "notifications.yaml"
 NAME_PREFIX = "wg-notify/"  # an automation per rule: wg-notify/<rule>
-REGISTER_SCRIPT = "python blocks/register_notifications.py"
-# block type slug -> the register_notifications.py sub-command that creates it
+REGISTER_SCRIPT = register_command("notifications")
+# block type slug -> the blocks.register_notifications sub-command that creates it
 BLOCK_KINDS = {
     "slack-webhook": "slack",
     "sendgrid-email": "email",

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from dbt_runtime.project import register_command
+
 PROFILES_FILE = "profiles.yml"
 # Prefect's placeholder grammar (prefect.utilities.templating): a block field is
 # `prefect.blocks.<type slug>.<document name>.<key path>` (type and name hold no dot; the key
@@ -36,9 +38,9 @@ _PLACEHOLDER = re.compile(
 
 # Which script registers a block of each type (the fix an error message names).
 REGISTERED_BY = {
-    "snowflake-credentials": "python blocks/register_snowflake.py --target {target}",
-    "snowflake-connector": "python blocks/register_snowflake.py --target {target}",
-    "github-credentials": "python blocks/register_github.py",
+    "snowflake-credentials": register_command("snowflake") + " --target {target}",
+    "snowflake-connector": register_command("snowflake") + " --target {target}",
+    "github-credentials": register_command("github"),
 }
 
 

@@ -23,6 +23,12 @@ DBT_CLOUD_EXPORT = REPO_ROOT / "migration" / "dbt_cloud_export" / "jobs.json"
 FLOW_NAME = "dbt-williamgrant"
 
 
+def register_command(kind: str) -> str:
+    """How an operator runs the script that registers `kind`'s blocks (blocks/register_<kind>.py),
+    from the repository root; every message that names the fix takes the command from here."""
+    return f"python -m blocks.register_{kind}"
+
+
 @dataclass(frozen=True)
 class ScheduleSpec:
     """One schedule as prefect.yaml declares it."""

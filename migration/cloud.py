@@ -144,7 +144,7 @@ def required_blocks() -> list[tuple[str, str, str]]:
         (
             "github-credentials",
             str(source_config()["credentials_block"]),
-            "python blocks/register_github.py",
+            REGISTERED_BY["github-credentials"],
         )
     ]
     for target, settings in sorted(

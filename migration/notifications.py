@@ -15,7 +15,7 @@ runs `apply` (`make deploy`, `make cloud-deploy`, the local stack).
   sets to `<target>: <name>` as it starts; a run that never got that far (a pull step failed)
   has no target yet and reaches every rule that listens for its outcome.
 - Destinations are notification blocks by `<block type>/<block name>`, registered by
-  blocks/register_notifications.py. A missing block fails `apply`, naming the command that
+  `python -m blocks.register_notifications`. A missing block fails `apply`, naming the command that
   registers it (`--allow-missing-blocks`: the local stack, which has no Slack; the rule's
   other destinations are still applied and an unbuildable rule's automation is kept as is).
 """

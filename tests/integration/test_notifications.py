@@ -1,7 +1,7 @@
 """Notifications on the real local server: notifications.yaml -> automations -> a webhook.
 
 A loopback HTTP receiver stands in for Slack; a `custom-webhook` block registered by
-blocks/register_notifications.py points at it; `python -m migration notifications apply`
+`python -m blocks.register_notifications` points at it; `python -m migration notifications apply`
 creates the automations; the server's own trigger and action services deliver the messages.
 Runs are real flow runs of the deployment on target `local` (DuckDB), executed in this process
 like a worker executes them (a Pending run of the deployment, then Prefect's flow engine).
@@ -174,7 +174,7 @@ def rules_file(
 ) -> Iterator[Path]:
     """The webhook block and the test rules applied; afterwards no managed automation is left."""
     name = BLOCK.split("/")[1]
-    out = cli(stack, "blocks/register_notifications.py", "webhook", "--name", name,
+    out = cli(stack, "-m", "blocks.register_notifications", "webhook", "--name", name,
               env={"WG_WEBHOOK_URL": receiver.url})  # fmt: skip
     assert f"registered {BLOCK}" in out
     path = tmp_path_factory.mktemp("notifications") / "notifications.yaml"

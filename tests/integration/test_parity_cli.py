@@ -161,7 +161,7 @@ def register_block(server: FakeDbtCloud, name: str, domain: str | None = None) -
     }
     for _ in range(2):  # idempotent: registering again overwrites
         proc = subprocess.run(
-            [sys.executable, "blocks/register_dbt_cloud.py"],
+            [sys.executable, "-m", "blocks.register_dbt_cloud"],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
@@ -212,7 +212,7 @@ def test_unreachable_dbt_cloud_and_missing_block_exit_2(
     proc, _ = parity("--baseline", "dbt-cloud:4242", "--candidate", str(runs.build), env=env)
     assert proc.returncode == 2
     assert "block dbt-cloud-credentials/no-such-block not found" in proc.stderr
-    assert "blocks/register_dbt_cloud.py" in proc.stderr
+    assert "run python -m blocks.register_dbt_cloud " in proc.stderr
 
 
 @pytest.mark.integration

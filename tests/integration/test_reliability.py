@@ -113,7 +113,7 @@ def test_a_missing_block_for_the_target_fails_before_dbt_naming_the_script(
     with pytest.raises(ProfileError) as caught:
         asyncio.run(run_profile({"wg": {"outputs": {"dev": settings}}}, "wg", "dev"))
     assert f"block snowflake-credentials/{name} not found" in str(caught.value)
-    assert "blocks/register_snowflake.py --target dev" in str(caught.value)
+    assert "python -m blocks.register_snowflake --target dev" in str(caught.value)
 
 
 # -- overlap -----------------------------------------------------------------------------------

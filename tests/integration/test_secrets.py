@@ -178,7 +178,7 @@ def test_missing_dev_block_fails_the_run_before_dbt_starts_naming_block_and_scri
     state = run_dev_flow(project, emulator, monkeypatch, **SMALL)
     assert state.is_failed()
     assert "snowflake-credentials/wg-dbt-dev not found" in state.message, state.message
-    assert "blocks/register_snowflake.py --target dev" in state.message, state.message
+    assert "python -m blocks.register_snowflake --target dev" in state.message, state.message
     # dbt never started: no connection to Snowflake, nothing parsed into target/.
     assert emulator.logins[seen:] == []
     assert not (project / "target" / "manifest.json").exists()

@@ -1,6 +1,6 @@
 """The Snowflake half of the product, offline: the real dbt-snowflake adapter, run by the flow
-(target dev) with blocks registered by blocks/register_snowflake.py, against the fakesnow
-emulator (`python -m fakesnow -s`) on 127.0.0.1.
+(target dev) with blocks registered by `python -m blocks.register_snowflake`, against the
+fakesnow emulator (`python -m fakesnow -s`) on 127.0.0.1.
 
 Between the connector and fakesnow sits a loopback proxy that records each login request, so
 the tests can see what Snowflake would have received (user, role, password or key-pair JWT):
@@ -49,7 +49,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.snowflake]
 
 # What fakesnow cannot run (see the module docstring).
 UNSUPPORTED = ["test_type:unit"]
-REGISTER_SNOWFLAKE = REPO_ROOT / "blocks" / "register_snowflake.py"
 DEV_BLOCKS = (("snowflake-credentials", "wg-dbt-dev"), ("snowflake-connector", "wg-dbt-dev"))
 # Obviously fake identities; the emulator accepts anything.
 DEV_IDENTITY = {
@@ -317,8 +316,8 @@ def key_pair_build(
         ),
     }
     done = subprocess.run(
-        [sys.executable, str(REGISTER_SNOWFLAKE), "--target", "dev"],
-        env=env, cwd=tmp_path_factory.mktemp("cwd"), capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "blocks.register_snowflake", "--target", "dev"],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "key-pair auth" in done.stdout
@@ -394,7 +393,8 @@ def test_check_mode_runs_dbt_debug_with_the_registered_blocks(
     monkeypatch.setenv(PROJECT_DIR_ENV, str(copy_project(tmp_path / "dbt_williamgrant")))
     delete_dev_blocks()
     assert main(["--target", "dev", "--check"]) == 1
-    assert "blocks/register_snowflake.py --target dev" in capsys.readouterr().out
+    err = capsys.readouterr().err  # the failure is an error: on stderr
+    assert "register them: python -m blocks.register_snowflake --target dev" in err
     password = "fake-password-for-check"  # pragma: allowlist secret
     register_dev(dev_inputs("WG_DEV_CHECK", WG_SNOWFLAKE_DEV_PASSWORD=password))
     try:

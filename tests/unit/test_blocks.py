@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
+import importlib
+import importlib.util
 import io
 import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import IO
 
 import pytest
 
-from blocks import register_github, register_snowflake
-from blocks._inputs import EXIT_BAD_INPUT, InputError
+from blocks import register_github, register_notifications, register_snowflake
+from blocks._cli import EXIT_BAD_INPUT, EXIT_SERVER_ERROR, Save, ServerError, run, script_parser
+from blocks._inputs import InputError
 from blocks.register_snowflake import (
     BlockNames,
     SnowflakeInputs,
@@ -19,14 +28,18 @@ from blocks.register_snowflake import (
     snowflake_inputs,
     snowflake_targets,
 )
+from dbt_runtime.artifact_store import register_hint
+from dbt_runtime.dbt_cloud import REGISTER_HINT
+from dbt_runtime.notification_rules import REGISTER_SCRIPT
 from dbt_runtime.profiles import (
+    REGISTERED_BY,
     BlockRef,
     ProfileError,
     drop_unset_fields,
     field_refs,
     load_profiles,
 )
-from dbt_runtime.project import PROFILE_NAME, PROJECT_DIR
+from dbt_runtime.project import PROFILE_NAME, PROJECT_DIR, REPO_ROOT, register_command
 
 FAKE_PASSWORD = "fake-password-not-real"  # pragma: allowlist secret
 NOT_A_KEY = "-----BEGIN PRIVATE KEY-----\nnope\n"  # pragma: allowlist secret
@@ -323,3 +336,81 @@ def test_github_bad_token_exits_2_naming_the_variable(
     assert register_github.main([], env=env) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert message in err and "hunter2" not in err
+
+
+# -- the shared command line (blocks/_cli.py) ---------------------------------------------------
+
+SCRIPTS = ["snowflake", "github", "dbt_cloud", "notifications", "artifacts"]
+
+
+@pytest.mark.parametrize("kind", SCRIPTS)
+def test_each_script_is_the_module_its_command_names_and_edits_no_sys_path(kind: str) -> None:
+    module = importlib.import_module(f"blocks.register_{kind}")
+    assert module.build_parser().prog == register_command(kind)
+    source = (REPO_ROOT / "blocks" / f"register_{kind}.py").read_text()
+    assert "sys.path" not in source and "blocks/register_" not in source
+
+
+def test_every_fix_the_runtime_names_is_a_script_that_exists() -> None:
+    fixes = [*REGISTERED_BY.values(), REGISTER_SCRIPT, REGISTER_HINT]
+    fixes.append(register_hint("local-file-system/wg-dbt-artifacts"))
+    for fix in fixes:
+        found = re.search(r"python -m (blocks\.register_\w+)", fix)
+        assert found and importlib.util.find_spec(found[1]), fix
+
+
+def test_scripts_run_as_modules_from_the_repository_root() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "blocks.register_github", "--help"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "usage: python -m blocks.register_github" in done.stdout
+    assert "WG_GITHUB_TOKEN (secret)" in done.stdout
+
+
+def _parser() -> argparse.ArgumentParser:
+    return script_parser("python -m blocks.register_example", None)
+
+
+def test_run_saves_nothing_when_prepare_refuses_the_input(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def prepare(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]) -> Save:
+        raise InputError(f"WG_EXAMPLE is not set (env has {sorted(env)})")
+
+    assert run(_parser(), prepare, [], env={"OTHER": "x"}) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert captured.err == "error: WG_EXAMPLE is not set (env has ['OTHER'])\n"
+    assert captured.out == ""
+
+
+def test_run_prints_what_was_saved_or_exits_1_on_a_server_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def saved(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]) -> Save:
+        return lambda: "registered example/x"
+
+    def refused() -> str:
+        raise ServerError("could not save example/x: 503")
+
+    assert run(_parser(), saved, [], env={}) == 0
+    assert capsys.readouterr().out == "registered example/x\n"
+    assert run(_parser(), lambda *_: refused, [], env={}) == EXIT_SERVER_ERROR
+    assert capsys.readouterr().err == "error: could not save example/x: 503\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["send-test"], "send-test needs the block: <block type>/<block name>"),
+        (["send-test", "wg-dbt-oncall"], "'wg-dbt-oncall': expected <block type>/<block name>"),
+        (["slack", "--name", "Bad Name"], "--name 'Bad Name': give the block name"),
+        (["slack", "--name", "wg-dbt-oncall"], "WG_SLACK_WEBHOOK_URL is not set"),
+    ],
+)
+def test_notifications_bad_input_exits_2_before_contacting_prefect(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert register_notifications.main(argv, env={}) == EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err

@@ -21,6 +21,7 @@ from dbt_runtime.profiles import (
     VariableRef,
     block_refs,
     load_profiles,
+    missing_block_message,
     profile_targets,
     reference,
     references,
@@ -136,7 +137,7 @@ def test_a_runs_profile_reads_each_block_once_and_names_the_script_for_a_missing
     with pytest.raises(ProfileError) as caught:
         asyncio.run(run_profile(load_profiles(PROJECT_DIR), PROFILE_NAME, "dev"))
     assert "block snowflake-connector/wg-dbt-dev not found" in str(caught.value)
-    assert "run `python blocks/register_snowflake.py --target dev`" in str(caught.value)
+    assert "run `python -m blocks.register_snowflake --target dev`" in str(caught.value)
     assert sorted(server.reads, key=str) == sorted(block_refs(target_settings("dev")), key=str)
 
 
@@ -156,3 +157,9 @@ def test_a_runs_profile_keeps_what_it_read_for_the_guards_but_never_shows_secret
     assert "private_key" not in profile.settings  # the password block leaves it unset
     assert "s3cr3t-value" not in repr(profile)
     assert "s3cr3t-value" not in yaml.safe_dump(profile.document())
+
+
+def test_missing_block_message_names_block_and_script() -> None:
+    msg = missing_block_message([BlockRef("snowflake-credentials", "wg-dbt-prod")], "prod")
+    assert "snowflake-credentials/wg-dbt-prod not found" in msg
+    assert "python -m blocks.register_snowflake --target prod" in msg

@@ -1,4 +1,4 @@
-"""blocks/register_dbt_cloud.py's inputs, without a server: env/stdin only, named errors."""
+"""blocks.register_dbt_cloud's inputs, without a server: env/stdin only, named errors."""
 
 from __future__ import annotations
 
