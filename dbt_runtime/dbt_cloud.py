@@ -56,6 +56,10 @@ class DbtCloudError(RuntimeError):
     """A dbt Cloud call that failed; the message names the account/job/run and what to fix."""
 
 
+class DbtCloudBlockMissing(DbtCloudError):
+    """No DbtCloudCredentials block of that name on the Prefect server (not: unreachable)."""
+
+
 @dataclass(frozen=True)
 class RunStep:
     index: int  # the artifact API's `?step=N` (1-based, counts clone/profile/deps steps too)
@@ -93,7 +97,7 @@ def load_credentials(block_name: str | None = None) -> DbtCloudCredentials:
     try:
         block = DbtCloudCredentials.load(name, _sync=True)
     except ValueError as exc:
-        raise DbtCloudError(
+        raise DbtCloudBlockMissing(
             f"block dbt-cloud-credentials/{name} not found: run {REGISTER_HINT} "
             f"(or set {BLOCK_ENV} to the block's name)"
         ) from exc
@@ -163,6 +167,19 @@ class DbtCloud:
         response = await self._call(f"job {job_id}", lambda: self.client.get_job(job_id))
         return dict(_body(response, f"job {job_id}")["data"])
 
+    async def list_jobs(self, page_size: int = PAGE_SIZE) -> list[dict[str, Any]]:
+        """Every job of the account (`GET /jobs/`, following offset pagination)."""
+        jobs: list[dict[str, Any]] = []
+        while True:
+            params = {"offset": len(jobs), "limit": page_size, "order_by": "id"}
+            response = await self._call("the job list", partial(self._get_jobs, params))
+            body = _body(response, "the job list")
+            page = list(body.get("data") or [])
+            jobs += page
+            total = ((body.get("extra") or {}).get("pagination") or {}).get("total_count")
+            if len(page) < page_size or (total is not None and len(jobs) >= int(total)):
+                return jobs
+
     async def update_job(self, job_id: int, job: dict[str, Any]) -> dict[str, Any]:
         """POST the full job definition back (the v2 API's update semantics)."""
         response = await self._call(
@@ -206,6 +223,9 @@ class DbtCloud:
             offset += len(page)
             if not page or (total is not None and offset >= int(total)):
                 return
+
+    def _get_jobs(self, params: dict[str, Any]) -> Awaitable[httpx.Response]:
+        return self.client.call_endpoint("GET", "/jobs/", params=params)
 
     def _get_runs(self, params: dict[str, Any]) -> Awaitable[httpx.Response]:
         return self.client.call_endpoint("GET", "/runs/", params=params)

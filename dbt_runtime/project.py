@@ -31,13 +31,22 @@ def register_command(kind: str) -> str:
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    """One schedule as prefect.yaml declares it."""
+    """One schedule as prefect.yaml declares it.
+
+    Whether it is active is not prefect.yaml's to say: it is the deploy-time answer of the
+    build step `active_step_id(slug)` (migration/scheduler.py: who runs the job, recorded on
+    the Prefect server), templated into the schedule's `active`.
+    """
 
     slug: str
     cron: str
     timezone: str
-    active: bool
     parameters: dict[str, Any]
+
+
+def active_step_id(slug: str) -> str:
+    """The prefect.yaml build step whose stdout (`true`/`false`) is schedule `slug`'s `active`."""
+    return f"{slug}-active"
 
 
 @cache
@@ -81,7 +90,6 @@ def schedules(path: Path = PREFECT_YAML) -> list[ScheduleSpec]:
             slug=str(s["slug"]),
             cron=str(s["cron"]),
             timezone=str(s.get("timezone", "UTC")),
-            active=bool(s.get("active", True)),
             parameters=dict(s.get("parameters") or {}),
         )
         for s in deployment_config(path).get("schedules") or []

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "migration.notifications",
     "migration.schedules",
     "migration.import_jobs",
+    "migration.scheduler",
     "migration.cutover",
     "migration.bench",
     "migration.artifacts",

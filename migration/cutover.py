@@ -9,6 +9,10 @@
 `python -m migration rollback --to-ref REF [--apply]`
     redeploy an earlier git ref of this repository (the pull step pins the deployed commit).
 
+Each also records who now runs the job (migration/scheduler.py, a Prefect Variable per
+schedule), which every later deploy reads for the schedule's `active`: a redeploy keeps the
+cutover or the rollback.
+
 Order matters: the new scheduler comes up before the old one goes down, so a failure between
 the two steps can at worst cause one duplicate run, never a missed one; and a failed second step
 is undone, so the command always ends with one scheduler per job, and says which. Dry-run by
@@ -28,6 +32,7 @@ from typing import Any, Literal
 
 from dbt_runtime.dbt_cloud import DEFAULT_BLOCK, DbtCloudError, load_credentials
 from dbt_runtime.project import DBT_CLOUD_EXPORT, REPO_ROOT, schedules
+from migration import scheduler
 from migration import schedules as prefect_schedules
 from migration.dbt_cloud_jobs import (
     DbtCloudJobs,
@@ -158,6 +163,13 @@ class Sides:
 
     def set_prefect(self, pair: JobPair, active: bool) -> None:
         prefect_schedules.set_active(pair.slug, active, self.deployment)
+        self.set_record(pair, active)
+
+    def set_record(self, pair: JobPair, prefect_live: bool) -> None:
+        """What every later deploy reads for this schedule's `active`."""
+        scheduler.write_record(
+            pair.slug, scheduler.PREFECT if prefect_live else scheduler.DBT_CLOUD
+        )
 
     def set_dbt_cloud(self, pair: JobPair, enabled: bool) -> None:
         job = self.dbt_cloud.set_schedule_trigger(pair.job_id, enabled)
@@ -229,6 +241,18 @@ def switch_job(
                     _log(steps, f"{second_name} reports the change applied; no undo needed", out)
             break
     after = sides.read(pair) if apply else before
+    if apply and after.prefect_active is not None:
+        # Whatever happened above (including skipped and undone steps), record the side that
+        # now runs the job, so the next deploy keeps it.
+        who = scheduler.PREFECT if after.prefect_active else scheduler.DBT_CLOUD
+        try:
+            sides.set_record(pair, after.prefect_active)
+            _log(steps, f"record: {scheduler.variable_name(pair.slug)} = {who}", out)
+        except Exception as exc:
+            error = (
+                error or f"recording {who} in {scheduler.variable_name(pair.slug)} failed: {exc}"
+            )
+            _log(steps, f"record {scheduler.variable_name(pair.slug)} = {who} FAILED: {exc}", out)
     print(f"  now: {describe(pair, after)}", file=out, flush=True)
     if not apply and not after.invariant_holds:
         print("  (dry run: the state above is the current one)", file=out, flush=True)

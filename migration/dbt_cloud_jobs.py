@@ -22,7 +22,7 @@ import yaml
 
 from dbt_runtime.dbt_cloud import run_sync
 from dbt_runtime.invocation import DbtCommand, Target, build_invocation
-from dbt_runtime.project import DBT_CLOUD_EXPORT, ScheduleSpec
+from dbt_runtime.project import DBT_CLOUD_EXPORT, ScheduleSpec, active_step_id
 
 # Steps that dbt Cloud can run in sequence and `dbt build` covers in one DAG-ordered run.
 _BUILD_PARTS = {DbtCommand.seed, DbtCommand.run, DbtCommand.test, DbtCommand.snapshot}
@@ -280,7 +280,6 @@ def import_job(job: Mapping[str, Any], target_map: Mapping[str, str] | None = No
             slug=schedule_slug(job),
             cron=str(cron),
             timezone="UTC",
-            active=bool((job.get("triggers") or {}).get("schedule")),
             parameters=parameters,
         ),
         notes=tuple(notes),
@@ -296,12 +295,13 @@ def schedule_for_job(
 
 
 def schedule_entry(spec: ScheduleSpec) -> dict[str, Any]:
-    """The prefect.yaml `schedules:` item for a spec, in prefect.yaml's key order."""
+    """The prefect.yaml `schedules:` item for a spec, in prefect.yaml's key order. `active` is
+    the output of the build step `python -m migration scheduler active SLUG` (add it too)."""
     return {
         "slug": spec.slug,
         "cron": spec.cron,
         "timezone": spec.timezone,
-        "active": spec.active,
+        "active": "{{ " + active_step_id(spec.slug) + ".stdout }}",
         "parameters": dict(spec.parameters),
     }
 
@@ -315,8 +315,8 @@ class ImportDrift:
 def import_drift(imported: list[ScheduleSpec], declared: list[ScheduleSpec]) -> list[ImportDrift]:
     """Where prefect.yaml's schedules differ from what the dbt Cloud jobs imply.
 
-    `active` is not compared: it is the cutover's to decide (a job disabled at cutover is still
-    the job prefect.yaml replaces).
+    Whether a schedule is active is not compared: it is the cutover's to decide (a job disabled
+    at cutover is still the job prefect.yaml replaces).
     """
     out = []
     have = {s.slug: s for s in declared}

@@ -4,17 +4,22 @@ Reads the jobs from a saved v2 export (default: migration/dbt_cloud_export/jobs.
 the dbt Cloud API (`--job-id`, with the DbtCloudCredentials block), prints the `schedules:`
 entries they imply, what differs in behaviour and what one flow run cannot express.
 `--check` compares them with prefect.yaml and exits 1 on drift, listing it.
+`--export` first fetches every job of the account through the API and writes them to the export
+file, in the format of a `GET /api/v2/accounts/ID/jobs/` response (the shipped export is a
+placeholder until this has run against the real account).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from dbt_runtime.dbt_cloud import DEFAULT_BLOCK, DbtCloudError, load_credentials
+from dbt_runtime.dbt_cloud import DEFAULT_BLOCK, DbtCloudError, load_credentials, run_sync
 from dbt_runtime.project import DBT_CLOUD_EXPORT, schedules
 from migration.dbt_cloud_jobs import (
     DbtCloudJobs,
@@ -28,8 +33,38 @@ from migration.dbt_cloud_jobs import (
     scheduled_jobs,
 )
 
+EXPORT_COMMENT = (
+    "The dbt Cloud jobs being migrated, as GET /api/v2/accounts/{account_id}/jobs/ returns them "
+    "(data[]); written by `python -m migration import-jobs --export`. prefect.yaml's schedules "
+    "must replicate these; tests/unit/test_prefect_yaml.py checks it."
+)
+
+
+def export_document(jobs: list[dict[str, Any]]) -> str:
+    """The export file's text for `jobs`: the v2 jobs response, as the shipped file (pure)."""
+    document = {
+        "_comment": EXPORT_COMMENT,
+        "status": {"code": 200, "is_success": True, "user_message": "Success!",
+                   "developer_message": ""},
+        "data": sorted(jobs, key=lambda j: int(j["id"])),
+    }  # fmt: skip
+    return json.dumps(document, indent=2) + "\n"
+
+
+def export_jobs(path: Path, block: str | None) -> list[dict[str, Any]]:
+    """Every job of the account, through the API, written to `path`."""
+    jobs = run_sync(lambda cloud: cloud.list_jobs(), load_credentials(block))
+    path.write_text(export_document(jobs))
+    print(f"# wrote {len(jobs)} dbt Cloud job(s) to {path}", file=sys.stderr)
+    return jobs
+
 
 def read_jobs(args: argparse.Namespace) -> list[dict]:
+    if args.export:
+        jobs = export_jobs(args.export, args.credentials_block)
+        if args.job_id:
+            return [j for j in jobs if int(j["id"]) in args.job_id]
+        return jobs
     if args.job_id:
         api = DbtCloudJobs(load_credentials(args.credentials_block))
         return [api.get_job(job_id) for job_id in args.job_id]
@@ -93,6 +128,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help=f"a saved GET /api/v2/accounts/ID/jobs/ response (default: {DBT_CLOUD_EXPORT.name})",
     )
+    parser.add_argument(
+        "--export",
+        type=Path,
+        nargs="?",
+        const=DBT_CLOUD_EXPORT,
+        help="first write every job of the account, read through the API, to this export file "
+        f"(default: {DBT_CLOUD_EXPORT.relative_to(DBT_CLOUD_EXPORT.parents[2])})",
+    )
     source.add_argument(
         "--job-id",
         type=int,
@@ -102,7 +145,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--credentials-block",
         default=None,
-        help=f"DbtCloudCredentials block for --job-id (default: {DEFAULT_BLOCK})",
+        help=f"DbtCloudCredentials block for --job-id/--export (default: {DEFAULT_BLOCK})",
     )
     parser.add_argument(
         "--target-map",

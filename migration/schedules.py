@@ -7,6 +7,11 @@ Why this exists: on Prefect 3.9.1, `prefect deployment schedule pause|resume` an
 `parameters` to `{}` — a paused and resumed prod schedule silently builds the deployment default
 (dev). Every write here sends the whole schedule (cron, timezone, active, parameters, slug), and
 `check` finds the damage a toggle elsewhere did.
+
+Whether a schedule is active is the record's (migration/scheduler.py: who runs the job), not
+prefect.yaml's: `apply` sets it as a deploy does, refusing to activate a schedule while its dbt
+Cloud job's schedule is on; `check` compares it with the record; `pause`/`resume` change the
+live schedule only, so the next deploy or `apply` puts back what the record says.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import argparse
 import asyncio
 import datetime as dt
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from dbt_runtime.live_schedules import LiveSchedule, ScheduleError, read_live, write_schedule
 from dbt_runtime.project import ScheduleSpec, deployment_full_name, schedules
+from migration import scheduler
 
 NEXT_RUNS = 3
 
@@ -40,6 +46,12 @@ class Drift:
             return f"{self.slug}: declared in prefect.yaml but not on the deployment"
         if self.field == "undeclared":
             return f"{self.slug}: on the deployment but not in prefect.yaml"
+        if self.field == "active":
+            who = scheduler.PREFECT if self.declared else scheduler.DBT_CLOUD
+            return (
+                f"{self.slug}: active is {self.live!r}, but the record says {who} runs the job "
+                f"(Prefect variable {scheduler.variable_name(self.slug)})"
+            )
         hint = ""
         if self.field == "parameters" and self.live == {} and self.declared:
             hint = " (wiped: a CLI/UI toggle sent only `active`; this schedule now builds the "
@@ -49,8 +61,13 @@ class Drift:
         )
 
 
-def schedule_drift(declared: Sequence[ScheduleSpec], live: Sequence[LiveSchedule]) -> list[Drift]:
-    """Every field where the live schedules differ from prefect.yaml's (pure)."""
+def schedule_drift(
+    declared: Sequence[ScheduleSpec],
+    live: Sequence[LiveSchedule],
+    active: Mapping[str, bool] | None = None,
+) -> list[Drift]:
+    """Every field where the live schedules differ from prefect.yaml's, and from the record's
+    `active` (slug -> active) when given (pure)."""
     out: list[Drift] = []
     by_slug = {s.slug: s for s in live}
     for spec in declared:
@@ -58,12 +75,14 @@ def schedule_drift(declared: Sequence[ScheduleSpec], live: Sequence[LiveSchedule
         if got is None:
             out.append(Drift(spec.slug, "missing", spec, None))
             continue
-        for name, want, have in (
+        fields: list[tuple[str, Any, Any]] = [
             ("cron", spec.cron, got.cron),
             ("timezone", spec.timezone, got.timezone),
-            ("active", spec.active, got.active),
-            ("parameters", spec.parameters, got.parameters),
-        ):
+        ]
+        if active is not None and spec.slug in active:
+            fields.append(("active", active[spec.slug], got.active))
+        fields.append(("parameters", spec.parameters, got.parameters))
+        for name, want, have in fields:
             if want != have:
                 out.append(Drift(spec.slug, name, want, have))
     declared_slugs = {s.slug for s in declared}
@@ -161,12 +180,17 @@ def set_active(slug: str, active: bool, name: str | None = None) -> ToggleResult
 
 
 def apply(name: str | None = None) -> list[str]:
-    """Make the live schedules exactly prefect.yaml's: update by slug, create, delete the rest."""
+    """Make the live schedules exactly prefect.yaml's: update by slug, create, delete the rest;
+    each active as a deploy makes it (the record, refused while dbt Cloud runs the job too)."""
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.client.schemas.schedules import CronSchedule
 
     changes: list[str] = []
     declared = schedules()
+    try:
+        active = {spec.slug: scheduler.active_for_deploy(spec.slug) for spec in declared}
+    except scheduler.SchedulerConflict as exc:
+        raise ScheduleError(str(exc)) from None
     with _client() as client:
         dep_id = deployment_id(client, name)
         live = read_live(client, dep_id)
@@ -180,30 +204,30 @@ def apply(name: str | None = None) -> list[str]:
                     [
                         DeploymentScheduleCreate(
                             schedule=cron,
-                            active=spec.active,
+                            active=active[spec.slug],
                             parameters=spec.parameters,
                             slug=spec.slug,
                         )
                     ],
                 )
                 changes.append(f"created {spec.slug}")
-            elif schedule_drift([spec], [got]):
+            elif schedule_drift([spec], [got], active):
                 client.update_deployment_schedule(
                     dep_id,
                     got.id,
-                    active=spec.active,
+                    active=active[spec.slug],
                     schedule=cron,
                     parameters=spec.parameters,
                     slug=spec.slug,
                 )
-                fields = ", ".join(d.field for d in schedule_drift([spec], [got]))
+                fields = ", ".join(d.field for d in schedule_drift([spec], [got], active))
                 changes.append(f"updated {spec.slug} ({fields})")
         wanted = {s.slug for s in declared}
         for s in live:
             if s.slug not in wanted:
                 client.delete_deployment_schedule(dep_id, s.id)
                 changes.append(f"deleted {s.slug or s.id} (not in prefect.yaml)")
-        remaining = schedule_drift(declared, read_live(client, dep_id))
+        remaining = schedule_drift(declared, read_live(client, dep_id), active)
     if remaining:
         raise ScheduleError("after apply, still drifting: " + "; ".join(map(str, remaining)))
     return changes
@@ -271,11 +295,14 @@ def _ls(name: str | None) -> int:
 
 
 def _check(name: str | None) -> int:
-    drift = schedule_drift(schedules(), live_schedules(name))
+    declared = schedules()
+    active = scheduler.recorded_active([s.slug for s in declared])
+    drift = schedule_drift(declared, live_schedules(name), active)
     if not drift:
-        print(f"schedules match prefect.yaml ({', '.join(s.slug for s in schedules())})")
+        states = ", ".join(f"{s.slug} {'active' if active[s.slug] else 'paused'}" for s in declared)
+        print(f"schedules match prefect.yaml and the scheduler record ({states})")
         return 0
-    print("schedule drift (live deployment vs prefect.yaml):")
+    print("schedule drift (live deployment vs prefect.yaml and the scheduler record):")
     for d in drift:
         print(f"  - {d}")
     print(

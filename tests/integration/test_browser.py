@@ -134,6 +134,8 @@ def test_v2_toggle_of_the_prod_schedule_keeps_its_next_run_on_prod(
     dep_id = deployment["id"]
     with get_client(sync_client=True) as client:
         before = next(s for s in read_live(client, dep_id) if s.slug == spec.slug)
+        # As after the cutover: Prefect runs prod (day one deploys it paused).
+        write_schedule(client, dep_id, before, active=True, parameters=spec.parameters)
     try:
         page.goto(f"{stack.ui_url}/v2/deployments/deployment/{dep_id}")
         card = (

@@ -15,11 +15,12 @@ import pytest
 from prefect_dbt.cloud import DbtCloudCredentials
 
 from dbt_runtime import project
-from migration import schedules
+from migration import scheduler, schedules
 from migration.cli import main as cli
 from migration.cutover import JobPair, Sides, job_pairs, switch
 from migration.dbt_cloud_jobs import DbtCloudJobs, load_export, scheduled_jobs
 from migration.local_stack import LocalStack
+from tests.day_one import restore_day_one
 from tests.fakes.dbt_cloud_server import FakeDbtCloud
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,8 @@ def dbt_cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeD
 def sides(stack: LocalStack, dbt_cloud: FakeDbtCloud) -> Iterator[Sides]:
     """Both schedulers before cutover: dbt Cloud ON, Prefect schedules paused (parameters kept).
 
-    The deployment is shared by the session: its schedules are put back as prefect.yaml says.
+    The deployment is shared by the session: it is put back to day one (dbt Cloud recorded as
+    running every job, Prefect's schedules inactive).
     """
     credentials = DbtCloudCredentials(
         api_key=dbt_cloud.api_token, account_id=dbt_cloud.account_id, domain=dbt_cloud.domain
@@ -53,7 +55,7 @@ def sides(stack: LocalStack, dbt_cloud: FakeDbtCloud) -> Iterator[Sides]:
     try:
         yield Sides(DbtCloudJobs(credentials))
     finally:
-        schedules.apply()
+        restore_day_one()
 
 
 def posts(server: FakeDbtCloud) -> int:
@@ -90,6 +92,10 @@ def test_dry_run_cutover_rollback_and_rerun_keep_one_scheduler_per_job(
     # the job was POSTed back whole: nothing but the trigger changed
     assert all(j["execute_steps"] == ["dbt build"] for j in dbt_cloud.jobs.values())
     assert "exactly one scheduler live: Prefect" in out.getvalue()
+    # and every later deploy reads who runs each job from the record the cutover wrote
+    assert {p.slug: scheduler.read_record(p.slug) for p in pairs} == dict.fromkeys(
+        (p.slug for p in pairs), scheduler.PREFECT
+    )
 
     before = posts(dbt_cloud)
     out = io.StringIO()
@@ -100,6 +106,7 @@ def test_dry_run_cutover_rollback_and_rerun_keep_one_scheduler_per_job(
     out = io.StringIO()
     assert switch(sides, pairs, "rollback", apply=True, out=out).exit_code == 0, out.getvalue()
     assert_one_scheduler(sides, pairs, "dbt Cloud")
+    assert {scheduler.read_record(p.slug) for p in pairs} == {scheduler.DBT_CLOUD}
 
 
 def test_cutover_whose_dbt_cloud_update_fails_undoes_prefect_and_says_so(
@@ -149,7 +156,10 @@ def test_rollback_failing_midway_leaves_each_job_with_one_scheduler(
 
 
 def test_import_jobs_reads_the_api_and_checks_prefect_yaml(
-    stack: LocalStack, dbt_cloud: FakeDbtCloud, capsys: pytest.CaptureFixture[str]
+    stack: LocalStack,
+    dbt_cloud: FakeDbtCloud,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     block = "wg-dbt-cloud-import-test"
     block_id = DbtCloudCredentials(
@@ -167,5 +177,13 @@ def test_import_jobs_reads_the_api_and_checks_prefect_yaml(
         out = capsys.readouterr().out
         assert "wg-prod-nightly: cron: prefect.yaml '0 5 * * *', dbt Cloud '0 4 * * *'" in out
         assert "CANNOT EXPRESS: step 'dbt source freshness'" in out
+
+        # --export: the account's jobs, read through the API, become the export file
+        export = tmp_path / "jobs.json"
+        assert cli(["import-jobs", "--export", str(export), "--credentials-block", block]) == 0
+        assert "wg-prod-nightly" in capsys.readouterr().out
+        written = {int(j["id"]): j for j in load_export(export)}
+        assert written == dbt_cloud.jobs
+        assert written[prod.job_id]["schedule"] == {"cron": "0 4 * * *"}
     finally:
         httpx.delete(f"{stack.api_url}/block_documents/{block_id}")

@@ -44,6 +44,8 @@ def test_server_stores_each_schedule_with_its_own_parameters(stack: LocalStack) 
         assert live[declared.slug]["parameters"] == declared.parameters
         assert live[declared.slug]["schedule"]["cron"] == declared.cron
         assert live[declared.slug]["schedule"]["timezone"] == "UTC"
+        # day one: the export says dbt Cloud still runs the job, so the deploy left it inactive
+        assert live[declared.slug]["active"] is False
     assert deployment["parameters"] == {"command": "build", "target": "dev"}
     assert deployment["enforce_parameter_schema"] is True
 

@@ -13,7 +13,7 @@ A doc command that breaks fails CI. What the harness does to a block, and nothin
 - leaves out the two commands listed in COVERED_ELSEWHERE (each proven by another test).
 Blocks that need something this machine cannot reach (Prefect Cloud login, Snowflake) are
 written as ```text in the docs. After each block the harness waits for flow runs it started, and
-before each page and at the end, puts the deployment's schedules back as prefect.yaml declares.
+before each page and at the end, puts the deployment back to day one (dbt Cloud runs the jobs).
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ def docs_env(
     from prefect_dbt.cloud import DbtCloudCredentials
 
     from dbt_runtime.dbt_cloud import DEFAULT_BLOCK
-    from migration import schedules
     from migration.dbt_cloud_jobs import load_export, scheduled_jobs
+    from tests.day_one import restore_day_one
     from tests.fakes.dbt_cloud_server import FakeDbtCloud
 
     workdir = stack.repository
@@ -147,7 +147,7 @@ def docs_env(
         fake.stop()
         if block_id is not None:
             httpx.delete(f"{stack.api_url}/block_documents/{block_id}")
-        schedules.apply()  # whatever a page paused or cut over, prefect.yaml's schedules again
+        restore_day_one()  # whatever a page paused or cut over: dbt Cloud runs the jobs again
 
 
 def wait_for_started_runs(api_url: str, timeout: float = 600) -> None:
@@ -172,11 +172,11 @@ def wait_for_started_runs(api_url: str, timeout: float = 600) -> None:
 def test_doc_commands_run_against_the_local_stack(
     block: DocBlock, docs_env: tuple[Path, dict[str, str]], stack: LocalStack
 ) -> None:
-    from migration import schedules
+    from tests.day_one import restore_day_one
 
     workdir, env = docs_env
     if block is next(b for b in ALL_BLOCKS if b.path == block.path):
-        schedules.apply()  # each page starts from prefect.yaml's schedules, whatever ran before
+        restore_day_one()  # each page starts from day one, whatever ran before
     script = runnable(block.script, stack.api_url)
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],

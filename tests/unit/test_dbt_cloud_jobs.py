@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from dbt_runtime import project
 from dbt_runtime.invocation import build_invocation
+from dbt_runtime.project import DBT_CLOUD_EXPORT
 from migration.dbt_cloud_jobs import (
     JobImportError,
     import_drift,
@@ -143,3 +145,13 @@ def test_jobs_without_a_cron_are_not_scheduled_jobs() -> None:
     # a job whose schedule trigger was turned off at cutover is still the job it replaces
     off = job(["dbt build"], triggers={"schedule": False})
     assert scheduled_jobs([off]) == [off]
+
+
+def test_an_api_export_is_written_in_the_shipped_files_format(tmp_path: Path) -> None:
+    from migration.import_jobs import export_document
+
+    shipped = load_export()
+    written = tmp_path / "jobs.json"
+    written.write_text(export_document(list(reversed(shipped))))
+    assert load_export(written) == shipped  # same jobs, same order, read by the same loader
+    assert set(json.loads(written.read_text())) == set(json.loads(DBT_CLOUD_EXPORT.read_text()))

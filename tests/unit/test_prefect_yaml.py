@@ -31,9 +31,34 @@ def test_pull_steps_clone_the_deployed_commit_then_install_requirements() -> Non
 
 
 def test_schedules_replicate_the_dbt_cloud_jobs() -> None:
+    """Cadence, timezone and target (and the rest of the parameters) of each dbt Cloud job;
+    not whether it is active: that is who runs the job, decided at deploy time."""
     declared = {s.slug: s for s in project.schedules()}
     expected = {s.slug: s for s in map(schedule_for_job, scheduled_jobs(load_export()))}
-    assert declared == expected
+    assert set(declared) == set(expected)
+    for slug, want in expected.items():
+        got = declared[slug]
+        assert (got.cron, got.timezone, got.parameters["target"]) == (
+            want.cron, want.timezone, want.parameters["target"],
+        ), slug  # fmt: skip
+        assert got.parameters == want.parameters, slug
+
+
+def test_every_schedule_is_active_only_as_its_deploy_time_scheduler_step_says() -> None:
+    """No literal `active`: each schedule's is the stdout of a build step that reads who runs
+    the job, so no deploy turns on a Prefect schedule next to a live dbt Cloud one."""
+    steps = {
+        step["id"]: step["script"]
+        for item in project.prefect_config()["build"]
+        for name, step in item.items()
+        if name.endswith("run_shell_script")
+    }
+    for entry in project.deployment_config()["schedules"]:
+        step_id = project.active_step_id(entry["slug"])
+        assert entry["active"] == "{{ " + step_id + ".stdout }}", entry["slug"]
+        assert steps[step_id].split() == [
+            "python", "-m", "migration", "scheduler", "active", entry["slug"],
+        ]  # fmt: skip
 
 
 def test_schedules_have_slugs_utc_and_their_own_target() -> None:

@@ -104,7 +104,7 @@ def test_undeclared_schedule_keeps_its_own_parameters_and_says_so() -> None:
 
 @pytest.mark.parametrize("declared_target", ["dev", "prod"])
 def test_enum_values_compare_equal_to_prefect_yaml_strings(declared_target: str) -> None:
-    spec = ScheduleSpec("s", "0 5 * * *", "UTC", True, {"target": declared_target})
+    spec = ScheduleSpec("s", "0 5 * * *", "UTC", {"target": declared_target})
     decision = decide(
         "s", run_with(target=Target(declared_target)), spec, DEPLOYMENT_DEFAULTS, FLOW_DEFAULTS,
         {"target": declared_target},
