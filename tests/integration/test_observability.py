@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from dbt_runtime.artifact_store import fetch_run_artifacts, latest_run_artifacts
 from dbt_runtime.project import PROJECT_DIR, REPO_ROOT
 from dbt_runtime.settings import env_name
 from flows.dbt_williamgrant import dbt_williamgrant
-from migration.artifacts import fetch_run_artifacts, latest_run_artifacts
 from migration.local_stack import LocalStack
 from tests.prefect_api import log_text, wait_for_logs
 

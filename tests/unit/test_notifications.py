@@ -11,6 +11,7 @@ from uuid import uuid4
 
 import pytest
 
+from dbt_runtime import notification_rules as nr
 from dbt_runtime import notify
 from dbt_runtime.invocation import Target
 from migration import notifications as n
@@ -26,25 +27,25 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def rule(**overrides: Any) -> n.Rule:
+def rule(**overrides: Any) -> nr.Rule:
     values: dict[str, Any] = {
         "name": "prod-failures",
         "targets": ("prod",),
-        "on": (n.Outcome.failed, n.Outcome.crashed, n.Outcome.timed_out),
-        "notify": (n.Destination("custom-webhook", "hook"),),
+        "on": (nr.Outcome.failed, nr.Outcome.crashed, nr.Outcome.timed_out),
+        "notify": (nr.Destination("custom-webhook", "hook"),),
     }
-    return n.Rule(**(values | overrides))
+    return nr.Rule(**(values | overrides))
 
 
 # -- the file --------------------------------------------------------------------------------
 
 
 def test_the_repository_file_is_valid_and_names_only_known_targets_and_block_kinds() -> None:
-    rules = n.load_rules()
+    rules = nr.load_rules()
     assert rules, "notifications.yaml declares no rule"
     assert {t for r in rules for t in r.targets} <= {t.value for t in Target}
-    assert {d.block_type for r in rules for d in r.notify} <= set(n.BLOCK_KINDS)
-    prod_failures = [r for r in rules if "prod" in r.targets and n.Outcome.failed in r.on]
+    assert {d.block_type for r in rules for d in r.notify} <= set(nr.BLOCK_KINDS)
+    prod_failures = [r for r in rules if "prod" in r.targets and nr.Outcome.failed in r.on]
     assert prod_failures and all(r.enabled for r in prod_failures)
 
 
@@ -55,8 +56,8 @@ def test_bare_on_key_is_read_as_on_not_as_yaml_true(tmp_path: Path) -> None:
             on: [failed, warned]
             notify: [slack-webhook/a]
     """)  # fmt: skip
-    (only,) = n.load_rules(path)
-    assert only.on == (n.Outcome.failed, n.Outcome.warned)
+    (only,) = nr.load_rules(path)
+    assert only.on == (nr.Outcome.failed, nr.Outcome.warned)
     assert only.targets == ()  # every target
 
 
@@ -75,8 +76,8 @@ def test_bad_rules_are_refused_naming_the_file_rule_and_what_to_fix(
 ) -> None:
     path = tmp_path / "notifications.yaml"
     path.write_text(f"rules:\n  - name: bad-rule\n    {body}\n")
-    with pytest.raises(n.NotificationsFileError) as err:
-        n.load_rules(path)
+    with pytest.raises(nr.NotificationsFileError) as err:
+        nr.load_rules(path)
     assert str(path) in str(err.value) and "bad-rule" in str(err.value)
     assert expected in str(err.value)
 
@@ -85,22 +86,22 @@ def test_a_rule_name_used_twice_is_refused(tmp_path: Path) -> None:
     rule_text = "  - name: twice\n    on: [failed]\n    notify: [a/b]\n"
     path = tmp_path / "notifications.yaml"
     path.write_text("rules:\n" + rule_text + rule_text)
-    with pytest.raises(n.NotificationsFileError, match="twice"):
-        n.load_rules(path)
+    with pytest.raises(nr.NotificationsFileError, match="twice"):
+        nr.load_rules(path)
 
 
 def test_each_outcome_maps_to_the_event_prefect_or_the_flow_emits() -> None:
-    assert n.Outcome.failed.event == "prefect.flow-run.Failed"
-    assert n.Outcome.crashed.event == "prefect.flow-run.Crashed"
-    assert n.Outcome.timed_out.event == "prefect.flow-run.TimedOut"
-    assert n.Outcome.completed.event == "prefect.flow-run.Completed"
-    assert n.Outcome.warned.event == notify.WARNED_EVENT
+    assert nr.Outcome.failed.event == "prefect.flow-run.Failed"
+    assert nr.Outcome.crashed.event == "prefect.flow-run.Crashed"
+    assert nr.Outcome.timed_out.event == "prefect.flow-run.TimedOut"
+    assert nr.Outcome.completed.event == "prefect.flow-run.Completed"
+    assert nr.Outcome.warned.event == notify.WARNED_EVENT
 
 
 # -- matching: the server's own trigger code decides ---------------------------------------------
 
 
-def server_trigger(r: n.Rule) -> Any:
+def server_trigger(r: nr.Rule) -> Any:
     from prefect.server.events.schemas.automations import EventTrigger
 
     return EventTrigger.model_validate(n.trigger_spec(r, DEPLOYMENT, FLOW))
@@ -139,7 +140,7 @@ def test_a_prod_rule_hears_prod_runs_and_runs_without_a_target_yet_but_not_dev()
 
 
 def test_the_warned_event_the_flow_emits_matches_a_warned_rule() -> None:
-    trigger = server_trigger(rule(on=(n.Outcome.warned,)))
+    trigger = server_trigger(rule(on=(nr.Outcome.warned,)))
     assert trigger.covers(state_event(notify.WARNED_EVENT, "prod: witty-otter"))
     assert not trigger.covers(state_event("prefect.flow-run.Completed", "prod: witty-otter"))
 
@@ -173,7 +174,7 @@ def test_only_warn_nodes_are_reported_with_their_first_message_line() -> None:
 # -- planning ----------------------------------------------------------------------------------
 
 
-def spec(r: n.Rule) -> dict[str, Any]:
+def spec(r: nr.Rule) -> dict[str, Any]:
     return n.automation_spec(r, {d: uuid4() for d in r.notify}, DEPLOYMENT, FLOW)
 
 
@@ -302,9 +303,3 @@ def test_warning_message_lists_warned_nodes_and_says_ad_hoc() -> None:
     assert "test.p.t: Got 2 results" in body
     subject, _ = render(n.SUBJECT_TEMPLATE, notify.WARNED_EVENT, scheduled=False)
     assert subject.startswith("dbt prod: Completed with warnings")
-
-
-def test_send_notification_accepts_the_templates() -> None:
-    from prefect.events.actions import SendNotification
-
-    SendNotification(block_document_id=uuid4(), subject=n.SUBJECT_TEMPLATE, body=n.BODY_TEMPLATE)
