@@ -5,6 +5,8 @@ PY             := $(VENV)/bin/python
 # Keyed on the content of the pins (not mtimes): a fresh clone or touched file reuses a good venv.
 STAMP          := $(VENV)/.installed-$(shell cat .python-version requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 export PATH    := $(CURDIR)/$(VENV)/bin:$(PATH)
+# make variables (not settings of the runtime): DRY_RUN=1 prints a cloud plan and changes nothing.
+DRY_RUN_FLAG   := $(if $(filter-out 0,$(DRY_RUN)),--dry-run)
 
 .PHONY: setup run stop test lint deploy cloud-deploy cloud-quickstart pins bench
 
@@ -45,11 +47,11 @@ deploy: setup
 # Prefect Cloud (PREFECT_API_URL/PREFECT_API_KEY set, e.g. by `prefect cloud login`): managed
 # pool, block check, deploy. DRY_RUN=1 prints every command and changes nothing.
 cloud-deploy: setup
-	$(PY) -m migration cloud deploy
+	$(PY) -m migration cloud deploy $(DRY_RUN_FLAG)
 
 # The GitHub quickstart path (uvx prefect-cloud deploy), then prefect.yaml's schedules.
 cloud-quickstart: setup
-	$(PY) -m migration cloud quickstart
+	$(PY) -m migration cloud quickstart $(DRY_RUN_FLAG)
 
 # Regenerate the pinned requirements from requirements*.in.
 pins: setup
@@ -59,4 +61,4 @@ pins: setup
 # Per-node visibility vs plain dbt on synthetic projects, plus the trigger path through a worker.
 # BENCH_SIZES (model counts, default "100 500 2000"), BENCH_REPEATS (A/B pairs, default 3).
 bench: setup
-	$(PY) -m migration bench
+	$(PY) -m migration bench $(if $(BENCH_SIZES),--sizes "$(BENCH_SIZES)") $(if $(BENCH_REPEATS),--repeats $(BENCH_REPEATS))

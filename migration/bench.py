@@ -457,14 +457,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--sizes",
-        default=os.environ.get("BENCH_SIZES", DEFAULT_SIZES),
-        help="model counts to benchmark (env BENCH_SIZES, default %(default)r)",
+        default=DEFAULT_SIZES,
+        help="model counts to benchmark (`make bench BENCH_SIZES=...`, default %(default)r)",
     )
     parser.add_argument(
         "--repeats",
         type=int,
-        default=int(os.environ.get("BENCH_REPEATS", "3")),
-        help="A/B pairs per size; medians are reported (env BENCH_REPEATS, default %(default)s)",
+        default=3,
+        help="A/B pairs per size; medians are reported (`make bench BENCH_REPEATS=...`, "
+        "default %(default)s)",
     )
     parser.add_argument("--results", default=str(DEFAULT_RESULTS), help="results JSON path")
     parser.add_argument(

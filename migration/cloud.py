@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -232,7 +231,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        default=os.environ.get("DRY_RUN", "") not in ("", "0"),
-        help="print every command, run none (default when DRY_RUN=1)",
+        help="print every command, run none (`make cloud-deploy DRY_RUN=1` passes it)",
     )
     parser.set_defaults(handler=lambda args: main(args.action, args.dry_run))

@@ -23,7 +23,7 @@ from dbt_runtime.project import REPO_ROOT
 from tests.fakes.dbt_cloud_server import FakeDbtCloud
 from tests.integration.dbt_parity_runs import ADDED_MODEL, EXCLUDE, DbtRuns, generate
 
-pytestmark = pytest.mark.parity
+pytestmark = [pytest.mark.integration, pytest.mark.parity]
 PKG = "dbt_williamgrant"
 
 

@@ -1,14 +1,11 @@
 """dbt's partial-parse state across runs: a stable project path, and state kept in the store.
 
-The last test runs real dbt (DuckDB): state parsed in one checkout, restored into another
-(the first one gone, as after a worker run), must build from the new checkout.
+tests/integration/test_partial_parse.py proves it with real dbt.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -58,30 +55,3 @@ def test_kept_state_is_restored_only_where_dbt_has_none(tmp_path: Path, store: o
     assert partial_parse.restore(store, "local", project, target)
     assert (target / partial_parse.STATE_FILE).read_bytes() == b"state of run 1"
     assert not partial_parse.restore(store, "dev", project, target.parent / "other")  # per target
-
-
-def _dbt_build(project: Path, warehouse: Path) -> str:
-    dbt = str(Path(sys.executable).parent / "dbt")
-    argv = [dbt, "build", "--target", "local", "--project-dir", str(project)]
-    env = {"WG_DUCKDB_PATH": str(warehouse), "PATH": str(Path(sys.executable).parent)}
-    done = subprocess.run(
-        [*argv, "--profiles-dir", str(project)], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stdout[-3000:]
-    return done.stdout
-
-
-def test_real_dbt_reuses_the_state_in_a_new_checkout_and_reads_its_seeds(
-    tmp_path: Path, store: object
-) -> None:
-    first = write_project(tmp_path / "clone-1", 3).path
-    link = partial_parse.stable_project_dir(first, "local")
-    _dbt_build(link, tmp_path / "warehouse.duckdb")
-    partial_parse.keep(store, "local", link, link / "target")
-
-    second = shutil.copytree(first, tmp_path / "clone-2", ignore=shutil.ignore_patterns("target"))
-    shutil.rmtree(first)  # the worker deleted the first run's directory
-    link = partial_parse.stable_project_dir(second, "local")
-    assert partial_parse.restore(store, "local", link, link / "target")
-    output = _dbt_build(link, tmp_path / "warehouse.duckdb")  # seeds load from the new checkout
-    assert "Unable to do partial parsing" not in output

@@ -1,14 +1,11 @@
 """Resuming a crashed run: which nodes count as built, and the dbt call that skips them.
 
-The last test runs real dbt (DuckDB) to prove the `result:success` exclusion selects exactly the
-nodes the crashed run did not finish.
+tests/integration/test_resume.py proves the same with real dbt.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,8 +14,7 @@ import pytest
 
 from dbt_runtime.invocation import DbtCommand, InvalidParameter, Target, build_invocation
 from dbt_runtime.node_reporter import TASK_KEY_PREFIX
-from dbt_runtime.resume import REMAINING, resume_invocation, succeeded_nodes, write_run_results
-from migration.synthetic_project import write_project
+from dbt_runtime.resume import REMAINING, resume_invocation, succeeded_nodes
 
 
 def _task_run(unique_id: str, state_type: str, name: str | None = None) -> Any:
@@ -99,52 +95,8 @@ def test_without_a_record_of_built_nodes_it_runs_again_whole(
     assert why in resumed.note
 
 
-def test_the_written_run_results_is_one_dbt_itself_reads(tmp_path: Path) -> None:
-    from dbt.artifacts.schemas.run import RunResultsArtifact
-
-    write_run_results(tmp_path, {"model.p.a": "success", "model.p.b": "skipped"})
-    artifact = RunResultsArtifact.read_and_check_versions(str(tmp_path / "run_results.json"))
-    assert [(r.unique_id, r.status) for r in artifact.results] == [
-        ("model.p.a", "success"),
-        ("model.p.b", "skipped"),
-    ]
-
-
 def test_a_command_without_a_selection_cannot_be_resumed(tmp_path: Path) -> None:
     with pytest.raises(InvalidParameter, match=r"parameter 'command'.*cannot be resumed"):
         resume_invocation(
             {"command": DbtCommand.docs_generate}, Target.local, set(), MANIFEST, tmp_path
         )
-
-
-def _dbt(project: Path, *args: str, warehouse: Path) -> list[str]:
-    """Run the dbt CLI; return the unique_ids it executed (from its run_results.json)."""
-    dbt = str(Path(sys.executable).parent / "dbt")
-    argv = [dbt, *args, "--project-dir", str(project), "--profiles-dir", str(project)]
-    env = {"WG_DUCKDB_PATH": str(warehouse), "PATH": str(Path(sys.executable).parent)}
-    done = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:]
-    results = json.loads((project / "target" / "run_results.json").read_text())["results"]
-    return sorted(r["unique_id"] for r in results)
-
-
-@pytest.mark.parametrize("select", [[], ["seed_0+"]], ids=["everything", "a-selection"])
-def test_real_dbt_resumes_without_rebuilding_what_succeeded(
-    tmp_path: Path, select: list[str]
-) -> None:
-    """Half of the run's nodes "built before the crash" (in dbt's order, so their tests ran
-    only for some): the resume runs exactly the rest, models and tests."""
-    project = write_project(tmp_path / "project", 6).path
-    warehouse = tmp_path / "warehouse.duckdb"
-    parameters = build_invocation("build", "local", select=select).parameters
-    original = build_invocation("build", "local", select=select).args
-    everything = _dbt(project, *original, warehouse=warehouse)
-    manifest = json.loads((project / "target" / "manifest.json").read_text())
-    run_results = json.loads((project / "target" / "run_results.json").read_text())["results"]
-    order = [
-        r["unique_id"] for r in sorted(run_results, key=lambda r: r["timing"][0]["started_at"])
-    ]
-    built = set(order[: len(order) // 2])
-    resumed = resume_invocation(parameters, Target.local, built, manifest, tmp_path / "resume")
-    rebuilt = _dbt(project, *resumed.args, warehouse=warehouse)
-    assert set(rebuilt) == set(everything) - built
