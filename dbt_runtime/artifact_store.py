@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from dbt_runtime.invocation import (
     StateKeyword,
     Target,
 )
-from dbt_runtime.project import FLOW_NAME, register_command
+from dbt_runtime.project import FLOW_NAME, LEGACY_FLOW_NAMES, register_command
 from dbt_runtime.settings import get_settings
 
 KEPT_FILES = ("run_results.json", "manifest.json", "sources.json", "catalog.json")
@@ -193,7 +193,7 @@ def has_retryable_nodes(run_results_path: Path) -> bool:
 
 
 async def _flow_runs_newest_first(
-    flow_name: str, state_types: list[str] | None, offset: int, limit: int
+    flow_names: Sequence[str], state_types: list[str] | None, offset: int, limit: int
 ) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -215,7 +215,7 @@ async def _flow_runs_newest_first(
         )
     async with get_client() as client:
         return await client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+            flow_filter=FlowFilter(name=FlowFilterName(any_=list(flow_names))),
             flow_run_filter=run_filter,
             sort=FlowRunSort.START_TIME_DESC,
             offset=offset,
@@ -227,16 +227,17 @@ def latest_kept_run(
     store: Any,
     target: str,
     state_types: list[str] | None,
-    flow_name: str = FLOW_NAME,
+    flow_names: Sequence[str] = (FLOW_NAME, *LEGACY_FLOW_NAMES),
     scan: int = 500,
 ) -> KeptRun:
-    """The newest run of the flow on `target` (in one of `state_types`) with kept artifacts."""
+    """The newest run of the flow on `target` (in one of `state_types`) with kept artifacts;
+    runs recorded under the flow's earlier names count too."""
     from prefect.utilities.asyncutils import run_coro_as_sync
 
     page = 50
     for offset in range(0, scan, page):
         runs: list[Any] = run_coro_as_sync(
-            _flow_runs_newest_first(flow_name, state_types, offset, page)
+            _flow_runs_newest_first(flow_names, state_types, offset, page)
         )
         for run in runs or []:
             chosen = (run.parameters or {}).get("target")
@@ -249,7 +250,7 @@ def latest_kept_run(
             break
     which = "/".join(s.lower() for s in state_types) if state_types else "any"
     raise ArtifactStoreError(
-        f"no {which} run of {flow_name} on target {target!r} has kept artifacts "
+        f"no {which} run of {' or '.join(flow_names)} on target {target!r} has kept artifacts "
         f"in block {artifacts_block()}"
     )
 

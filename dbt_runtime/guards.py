@@ -9,11 +9,12 @@ clear, bounded answer when the warehouse cannot be reached.
   a build step of prefect.yaml); a missing limit fails the run instead of silently not limiting.
   A slot is a lease renewed by the run: when a run's process is killed the lease lapses and the
   server frees the slot within LEASE_SECONDS plus its reaper interval (15 s).
-- Timeout: the flow parameter `timeout_seconds` (default DEFAULT_TIMEOUT_SECONDS) bounds the
-  whole run, waiting for the slot included. Prefect's `@flow(timeout_seconds=...)` is fixed at
-  import time, so the flow applies the parameter itself: at the deadline dbt receives the same
-  interrupt as Ctrl-C (it cancels its open warehouse queries and writes run_results.json), and
-  the flow raises `RunTimedOut`, which Prefect records as a Failed state named "TimedOut".
+- Timeout: the flow parameter `timeout_seconds` (default invocation.DEFAULT_TIMEOUT_SECONDS)
+  bounds the whole run, waiting for the slot included. Prefect's `@flow(timeout_seconds=...)`
+  is fixed at import time, so the flow applies the parameter itself: at the deadline dbt
+  receives the same interrupt as Ctrl-C (it cancels its open warehouse queries and writes
+  run_results.json), and the flow raises `RunTimedOut`, which Prefect records as a Failed state
+  named "TimedOut".
 - Warehouse: before dbt starts, a Snowflake target's host is probed over TCP (bounded, retried
   a few times: network blips are transient); a dbt failure that the one warehouse-error
   classifier (`failures.warehouse_problem`) calls transient is retried the same bounded number
@@ -49,9 +50,6 @@ LIMIT_PREFIX = "dbt-williamgrant-target-"
 SLOTS_PER_TARGET = 1
 # Prefect's minimum lease; the run renews it while alive, so a crashed run frees its slot soon.
 LEASE_SECONDS = 60
-# dbt Cloud jobs have no timeout unless set; a nightly build that is still going after 3 hours
-# is stuck (the longest dbt Cloud run of this project took well under an hour).
-DEFAULT_TIMEOUT_SECONDS = 3 * 60 * 60
 # Transient warehouse errors: attempts in total, and the pause before the 2nd, 3rd, ... attempt.
 CONNECT_ATTEMPTS = 3
 RETRY_DELAYS_SECONDS = (5.0, 15.0)

@@ -48,6 +48,15 @@ class Target(StrEnum):
     """DuckDB file on the worker: the embedded default for workstations and tests."""
 
 
+# The default of the flow's `timeout_seconds` (dbt_runtime/guards.py applies it). Here, with the
+# parameter enums, because this module imports the standard library only: prefect-cloud's
+# quickstart derives the deployment's form by evaluating the flow file's annotations and
+# defaults without installing the runtime (tests/integration/test_prefect_cloud_quickstart.py).
+# dbt Cloud jobs have no timeout unless set; a nightly build that is still going after 3 hours
+# is stuck (the longest dbt Cloud run of this project took well under an hour).
+DEFAULT_TIMEOUT_SECONDS = 3 * 60 * 60
+
+
 class InvalidParameter(ValueError):
     """A flow parameter that cannot become a dbt invocation; the message names the parameter."""
 

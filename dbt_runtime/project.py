@@ -1,6 +1,7 @@
 """Facts about this repository, read from the files that own them (prefect.yaml first).
 
-The one place the flow's name, the tenant project and its profile are named.
+The one place the flow's name (and its earlier names), the tenant project and its profile are
+named.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ PROJECT_DIR = REPO_ROOT / "tenants" / "dbt_williamgrant"
 PROFILE_NAME = "dbt_williamgrant"
 TARGET_DIR = "target"  # dbt_project.yml target-path
 DBT_CLOUD_EXPORT = REPO_ROOT / "migration" / "dbt_cloud_export" / "jobs.json"
-FLOW_NAME = "dbt-williamgrant"
+# The flow is the code, the same for every tenant; a deployment (prefect.yaml `name`, the tenant)
+# is its configuration, so runs are `<FLOW_NAME>/<deployment>`. The name is the function's own:
+# `uvx prefect-cloud deploy` (R-112) names the flow after the function in the entrypoint, while
+# `prefect deploy` takes @flow(name=...) and would otherwise turn `_` into `-`. Both paths must
+# land on the same flow (tests/integration/test_prefect_cloud_quickstart.py).
+FLOW_NAME = "dbt_project"
+# Earlier names of the flow: kept runs recorded under them stay findable (`prod:last-success`,
+# parity `latest:TARGET`). Newest last.
+LEGACY_FLOW_NAMES = ("dbt-williamgrant",)
 
 
 def register_command(kind: str) -> str:

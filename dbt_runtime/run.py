@@ -1,4 +1,4 @@
-"""One dbt invocation, run the way the flow needs it (flows/dbt_williamgrant.py calls `run_flow`).
+"""One dbt invocation, run the way the flow needs it (flows/dbt_project.py calls `run_flow`).
 
 Around dbt: a profile scoped to the target, read once with its blocks before anything waits
 (profiles.run_profile), then the guards (one run per target, the timeout, connection retries);

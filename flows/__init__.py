@@ -1,1 +1,1 @@
-"""The Prefect flow that runs the William Grant dbt project (see dbt_williamgrant.py)."""
+"""The Prefect flow that runs a tenant's dbt project (see dbt_project.py)."""

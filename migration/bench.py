@@ -5,7 +5,7 @@ For each size in BENCH_SIZES (default "100 500 2000") a synthetic project
 machine noise hits both modes alike:
 
 - `plain`: the `dbt build` CLI on the project (fresh DuckDB file per run);
-- `flow`:  the project's flow exactly as deployed, `flows.dbt_williamgrant.dbt_williamgrant(
+- `flow`:  the project's flow exactly as deployed, `flows.dbt_project.dbt_project(
            target="local")`, in a copy of this repository whose tenants/dbt_williamgrant is the
            synthetic project, against a local Prefect server. Its wall time is the flow call
            (flow run creation, profile checks, dbt, per-node reporting drained); interpreter
@@ -51,9 +51,9 @@ RESULT_PREFIX = "BENCH_RESULT "
 _FLOW_CHILD = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-from flows.dbt_williamgrant import dbt_williamgrant
+from flows.dbt_project import dbt_project
 started = time.monotonic()
-state = dbt_williamgrant(target="local", return_state=True)
+state = dbt_project(target="local", return_state=True)
 print(sys.argv[2] + json.dumps({
     "wall_s": time.monotonic() - started,
     "state": state.name,

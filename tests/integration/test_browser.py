@@ -126,7 +126,7 @@ def test_v2_toggle_of_the_prod_schedule_keeps_its_next_run_on_prod(
     from prefect.states import Pending
 
     from dbt_runtime.schedule_guard import ARTIFACT_KEY
-    from flows.dbt_williamgrant import dbt_williamgrant
+    from flows.dbt_project import dbt_project
     from migration.schedules import read_live, write_schedule
 
     spec = _prod_spec()
@@ -184,7 +184,7 @@ def test_v2_toggle_of_the_prod_schedule_keeps_its_next_run_on_prod(
             client.set_flow_run_state(scheduled["id"], Pending(), force=True)
             flow_run = client.read_flow_run(scheduled["id"])
         state = run_flow(
-            dbt_williamgrant, flow_run=flow_run, parameters=flow_run.parameters,
+            dbt_project, flow_run=flow_run, parameters=flow_run.parameters,
             return_type="state",
         )  # fmt: skip
 
@@ -279,9 +279,9 @@ def test_custom_run_form_labels_every_parameter_with_title_description_and_defau
 def _deployment_schema() -> dict[str, Any]:
     from prefect.utilities.callables import parameter_schema
 
-    from flows.dbt_williamgrant import dbt_williamgrant
+    from flows.dbt_project import dbt_project
 
-    return parameter_schema(dbt_williamgrant.fn).model_dump_for_openapi()
+    return parameter_schema(dbt_project.fn).model_dump_for_openapi()
 
 
 def test_custom_run_with_select_and_vars_completes_with_exactly_those_parameters(

@@ -121,7 +121,7 @@ import asyncio, json, sys
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 from prefect.states import Pending
-from flows.dbt_williamgrant import dbt_williamgrant
+from flows.dbt_project import dbt_project
 from dbt_runtime import project
 
 async def pending_run():
@@ -133,7 +133,7 @@ async def pending_run():
 
 flow_run = asyncio.run(pending_run())
 print(json.dumps({"id": str(flow_run.id)}), flush=True)
-state = run_flow(dbt_williamgrant, flow_run=flow_run, parameters=flow_run.parameters,
+state = run_flow(dbt_project, flow_run=flow_run, parameters=flow_run.parameters,
                  return_type="state")
 print(json.dumps({"id": str(flow_run.id), "type": state.type.value, "message": state.message}))
 """
@@ -213,8 +213,8 @@ def test_failing_local_run_delivers_exactly_one_message_with_what_on_call_needs(
 
     message = receiver.wait_for(run.id)
     subject, body = message["subject"], message["body"]
-    assert subject.startswith("dbt local: Failed - dbt-williamgrant/williamgrant (ad-hoc)")
-    assert "Deployment: dbt-williamgrant/williamgrant" in body
+    assert subject.startswith("dbt local: Failed - dbt_project/williamgrant (ad-hoc)")
+    assert "Deployment: dbt_project/williamgrant" in body
     assert "Target: local" in body
     assert "Schedule: ad-hoc" in body
     # the failed node with its first error line (the flow's final state message)

@@ -40,9 +40,9 @@ def warehouse(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stack: LocalStack
 
 def run_flow(**parameters: Any) -> Any:
     """One real flow run (in this process, on the session server); returns its final state."""
-    from flows.dbt_williamgrant import dbt_williamgrant
+    from flows.dbt_project import dbt_project
 
-    return dbt_williamgrant(**parameters, return_state=True)
+    return dbt_project(**parameters, return_state=True)
 
 
 async def _task_runs(flow_run_id: Any) -> list[Any]:

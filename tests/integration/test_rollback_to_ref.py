@@ -37,7 +37,7 @@ def two_releases(
     """
     repo = tmp_path / "releases"
     subprocess.run(["git", "clone", "-q", str(repo_snapshot), str(repo)], check=True)
-    flow = repo / "flows" / "dbt_williamgrant.py"
+    flow = repo / "flows" / "dbt_project.py"
     source = flow.read_text()
     assert source.count("    invocation = build_invocation(") == 1
     anchor = "    invocation = build_invocation("

@@ -41,7 +41,7 @@ import pytest
 
 from dbt_runtime.project import PROJECT_DIR, REPO_ROOT
 from dbt_runtime.settings import env_name
-from flows.dbt_williamgrant import dbt_williamgrant
+from flows.dbt_project import dbt_project
 from migration.local_stack import LocalStack, free_port
 
 PROJECT_DIR_ENV = env_name("dbt_project_dir")
@@ -254,7 +254,7 @@ def run_dev_flow(
     for key, value in emulator.profile_env().items():
         monkeypatch.setenv(key, value)
     with resolved_values_removed():
-        return dbt_williamgrant(target="dev", return_state=True, **params)
+        return dbt_project(target="dev", return_state=True, **params)
 
 
 @contextlib.contextmanager

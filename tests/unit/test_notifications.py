@@ -18,7 +18,7 @@ from migration import notifications as n
 
 pytestmark = pytest.mark.notifications
 
-DEPLOYMENT, FLOW = "williamgrant", "dbt-williamgrant"
+DEPLOYMENT, FLOW = "williamgrant", "dbt_project"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -285,7 +285,7 @@ def test_failure_message_has_deployment_target_schedule_failed_nodes_and_links()
     body, run_id = render(
         n.BODY_TEMPLATE, "prefect.flow-run.Failed", scheduled=True, state_message=failure
     )
-    assert "Deployment: dbt-williamgrant/williamgrant" in body
+    assert "Deployment: dbt_project/williamgrant" in body
     assert "Target: prod" in body
     assert "Schedule: wg-prod-nightly" in body
     assert "model.dbt_williamgrant.fct_x: Catalog Error: Table y does not exist" in body
@@ -293,7 +293,7 @@ def test_failure_message_has_deployment_target_schedule_failed_nodes_and_links()
     assert f"https://ui.example/runs/flow-run/{run_id}?tab=Artifacts" in body
     assert "dbt-summary-prod" in body
     subject, _ = render(n.SUBJECT_TEMPLATE, "prefect.flow-run.Failed", scheduled=True)
-    assert subject == "dbt prod: Failed - dbt-williamgrant/williamgrant (wg-prod-nightly)"
+    assert subject == "dbt prod: Failed - dbt_project/williamgrant (wg-prod-nightly)"
 
 
 def test_warning_message_lists_warned_nodes_and_says_ad_hoc() -> None:

@@ -15,15 +15,15 @@ from prefect import flow
 from prefect.states import State
 from pydantic import Field
 
-from dbt_runtime import guards, notify, schedule_guard
-from dbt_runtime.invocation import DbtCommand, Target, build_invocation
+from dbt_runtime import notify, schedule_guard
+from dbt_runtime.invocation import DEFAULT_TIMEOUT_SECONDS, DbtCommand, Target, build_invocation
 from dbt_runtime.project import FLOW_NAME
 from dbt_runtime.resume import KeptRunStates
 from dbt_runtime.run import run_flow
 
 
 @flow(name=FLOW_NAME, log_prints=True, flow_run_name=notify.run_name)
-def dbt_williamgrant(
+def dbt_project(
     # The UI forms' labels: Prefect titles a parameter with its name unless json_schema_extra
     # says otherwise; descriptions come from the docstring below.
     command: Annotated[DbtCommand, Field(json_schema_extra={"title": "dbt command"})] = (
@@ -39,7 +39,7 @@ def dbt_williamgrant(
     state: Annotated[str, Field(json_schema_extra={"title": "State (--state)"})] = "",
     timeout_seconds: Annotated[
         int, Field(gt=0, json_schema_extra={"title": "Timeout (seconds)"})
-    ] = guards.DEFAULT_TIMEOUT_SECONDS,
+    ] = DEFAULT_TIMEOUT_SECONDS,
 ) -> dict[str, int] | State:
     """Run dbt for the William Grant project (tenants/dbt_williamgrant).
 
@@ -59,7 +59,7 @@ def dbt_williamgrant(
     """
     # A scheduled run builds what prefect.yaml declares for its schedule.
     if (declared := schedule_guard.enforce_declared_parameters(locals())) is not None:
-        return dbt_williamgrant.fn(**declared)
+        return dbt_project.fn(**declared)
     invocation = build_invocation(
         command=command,
         target=target,
