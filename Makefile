@@ -49,7 +49,8 @@ deploy: setup
 cloud-deploy: setup
 	$(PY) -m migration cloud deploy $(DRY_RUN_FLAG)
 
-# The GitHub quickstart path (uvx prefect-cloud deploy), then prefect.yaml's schedules.
+# The GitHub quickstart path: concurrency limits, uvx prefect-cloud deploy (pinned by
+# requirements-quickstart.txt), prefect.yaml's schedules and notifications.
 cloud-quickstart: setup
 	$(PY) -m migration cloud quickstart $(DRY_RUN_FLAG)
 
@@ -57,6 +58,7 @@ cloud-quickstart: setup
 pins: setup
 	$(PY) -m uv pip compile requirements.in --python-version $(PYTHON_VERSION) --no-header -q -o requirements.txt
 	$(PY) -m uv pip compile requirements-dev.in --python-version $(PYTHON_VERSION) --no-header -q -o requirements-dev.txt
+	$(PY) -m uv pip compile requirements-quickstart.in --python-version $(PYTHON_VERSION) --no-header -q -o requirements-quickstart.txt
 
 # Per-node visibility vs plain dbt on synthetic projects, plus the trigger path through a worker.
 # BENCH_SIZES (model counts, default "100 500 2000"), BENCH_REPEATS (A/B pairs, default 3).

@@ -8,8 +8,15 @@ shell string.
   the deployment needs exist (naming the script that registers each), `prefect --no-prompt
   deploy --all` (prefect.yaml's schedules, pull steps and parameters, as on the local stack).
 - cloud-quickstart (R-112): `uvx prefect-cloud deploy ...` for the same entrypoint and
-  deployment name. prefect-cloud can set one schedule only, in the local timezone, so the
-  schedules then come from prefect.yaml through `python -m migration schedules apply`.
+  deployment name, so both paths land on the same flow and deployment (prefect-cloud names the
+  flow after the function; dbt_runtime/project.py FLOW_NAME is that name). prefect-cloud is
+  pinned by requirements-quickstart.txt (uvx --constraints). It reads the flow file as text and
+  evaluates its annotations in its own environment: with the repository on PYTHONPATH the
+  parameter enums (dbt_runtime/invocation.py, standard library only) resolve and the Custom-run
+  form stays typed. What prefect.yaml's build steps do on a deploy, the plan does around it: the
+  per-target concurrency limits first, then prefect.yaml's schedules (UTC, slugs, `active` from
+  the scheduler record, as a deploy sets it; prefect-cloud can set one local-time schedule only)
+  and the notification automations.
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ from dataclasses import dataclass
 
 from dbt_runtime.profiles import REGISTERED_BY, block_refs, load_profiles, profile_targets
 from dbt_runtime.project import (
+    LEGACY_FLOW_NAMES,
     PROFILE_NAME,
     PROJECT_DIR,
     REPO_ROOT,
     deployment_config,
+    deployment_full_name,
     entrypoint,
     source_config,
     work_pool_name,
@@ -33,6 +42,7 @@ from dbt_runtime.project import (
 from migration.source import deployed_commit
 
 MANAGED_POOL_TYPE = "prefect:managed"
+QUICKSTART_PINS = "requirements-quickstart.txt"  # prefect-cloud and its dependencies, pinned
 IMAGE_REPOSITORY = "prefecthq/prefect"
 
 
@@ -53,13 +63,13 @@ def python_version() -> str:
     return (REPO_ROOT / ".python-version").read_text().strip()
 
 
-def pinned_version(package: str) -> str:
-    """The `==` pin of `package` in requirements.txt."""
-    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
+def pinned_version(package: str, pins: str = "requirements.txt") -> str:
+    """The `==` pin of `package` in `pins` (a requirements file of this repository)."""
+    for line in (REPO_ROOT / pins).read_text().splitlines():
         name, sep, version = line.strip().partition("==")
         if sep and name.lower() == package.lower():
             return version.split()[0]
-    raise ValueError(f"requirements.txt does not pin {package}")
+    raise ValueError(f"{pins} does not pin {package}")
 
 
 def expected_image() -> str:
@@ -96,6 +106,10 @@ def deploy_plan() -> list[Step]:
             "deploy prefect.yaml: one deployment, pull steps pinned to HEAD, schedules by slug",
         ),
         Step(
+            (_python(), "-m", "migration", "cloud", "retire-legacy"),
+            "delete the deployment of the flow's earlier name, if any (its runs stay)",
+        ),
+        Step(
             (_python(), "-m", "migration", "notifications", "apply"),
             "apply notifications.yaml: one automation per rule; fails if a destination block "
             "is missing",
@@ -112,8 +126,16 @@ def quickstart_plan(commit: str) -> list[Step]:
     ]
     return [
         Step(
+            (_python(), "-m", "migration", "concurrency", "ensure"),
+            "create the one-run-per-target concurrency limits every run checks (as a deploy does)",
+        ),
+        Step(
             (
+                "env",
+                "PYTHONPATH=.",  # the parameter enums resolve, so the form is typed
                 "uvx",
+                "--constraints",
+                QUICKSTART_PINS,
                 "prefect-cloud",
                 "deploy",
                 entrypoint(),
@@ -127,11 +149,22 @@ def quickstart_plan(commit: str) -> list[Step]:
                 str(deployment["name"]),
                 *params,
             ),
-            "deploy the flow with the Prefect Cloud GitHub quickstart (managed pool)",
+            f"deploy {deployment_full_name()} with the Prefect Cloud GitHub quickstart "
+            "(managed pool)",
         ),
         Step(
             (_python(), "-m", "migration", "schedules", "apply"),
-            "replace prefect-cloud's single local-time schedule with prefect.yaml's (UTC, slugs)",
+            "replace prefect-cloud's single local-time schedule with prefect.yaml's (UTC, slugs), "
+            "each active only if the scheduler record says Prefect runs the job",
+        ),
+        Step(
+            (_python(), "-m", "migration", "cloud", "retire-legacy"),
+            "delete the deployment of the flow's earlier name, if any (its runs stay)",
+        ),
+        Step(
+            (_python(), "-m", "migration", "notifications", "apply"),
+            "apply notifications.yaml: one automation per rule; fails if a destination block "
+            "is missing",
         ),
     ]
 
@@ -184,6 +217,26 @@ async def _ensure_managed_pool() -> str:
             return f"created work pool {pool!r} ({MANAGED_POOL_TYPE})"
 
 
+async def _retire_legacy() -> list[str]:
+    """Delete `<earlier flow name>/<deployment>`: after the flow's rename a redeploy creates the
+    deployment under the new name, and the old one would keep its schedules. Its flow runs are
+    kept, and found by the flow's earlier names (dbt_runtime/artifact_store.py)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    done = []
+    async with get_client() as client:
+        for flow in LEGACY_FLOW_NAMES:
+            name = f"{flow}/{deployment_config()['name']}"
+            try:
+                old = await client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            await client.delete_deployment(old.id)
+            done.append(f"deleted deployment {name} (runs kept); it is {deployment_full_name()}")
+    return done or ["no deployment under an earlier flow name"]
+
+
 def execute(plan: list[Step], dry_run: bool) -> int:
     for number, step in enumerate(plan, 1):
         print(f"[{number}/{len(plan)}] {step.why}\n  $ {step.render()}", flush=True)
@@ -210,6 +263,9 @@ def main(action: str, dry_run: bool) -> int:
     if action == "ensure-pool":
         print(asyncio.run(_ensure_managed_pool()))
         return 0
+    if action == "retire-legacy":
+        print("\n".join(asyncio.run(_retire_legacy())))
+        return 0
     if action == "check-blocks":
         missing = asyncio.run(_missing_blocks())
         for line in missing:
@@ -227,7 +283,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("action", choices=["deploy", "quickstart", "ensure-pool", "check-blocks"])
+    parser.add_argument(
+        "action",
+        choices=["deploy", "quickstart", "ensure-pool", "check-blocks", "retire-legacy"],
+    )
     parser.add_argument(
         "--dry-run",
         action="store_true",

@@ -52,23 +52,35 @@ def test_cloud_quickstart_dry_run_deploys_the_same_flow_with_python_312() -> Non
         ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip()
     expected = (
-        f"uvx prefect-cloud deploy {deployment['entrypoint']} "
+        "env PYTHONPATH=. uvx --constraints requirements-quickstart.txt "
+        f"prefect-cloud deploy {deployment['entrypoint']} "
         f"--from {project.source_config()['github_repository']}/tree/{head} "
         "--with-requirements requirements.txt --with-python 3.12 "
         f"--name {deployment['name']} -p command=build -p target=dev"
     )
     assert expected in done.stdout
+    # what prefect.yaml's build steps do on a deploy: limits first, then the schedules
+    steps = [line for line in done.stdout.splitlines() if line.startswith("  $ ")]
+    assert "-m migration concurrency ensure" in steps[0]
     assert "-m migration schedules apply" in done.stdout
+    assert "-m migration notifications apply" in done.stdout
+
+
+def test_quickstart_prefect_cloud_is_the_pinned_one() -> None:
+    pin = cloud.pinned_version("prefect-cloud", cloud.QUICKSTART_PINS)
+    assert (REPO / "requirements-quickstart.in").read_text().count(f"prefect-cloud=={pin}") == 1
 
 
 def test_prefect_cloud_cli_still_takes_the_flags_the_quickstart_uses() -> None:
     uvx = os.path.join(os.path.dirname(sys.executable), "uvx")
     done = subprocess.run(
-        [uvx, "prefect-cloud", "deploy", "--help"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"},
+        [uvx, "--constraints", cloud.QUICKSTART_PINS, "prefect-cloud", "deploy", "--help"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    (step, _) = cloud.quickstart_plan("0" * 40)
-    used = {arg for arg in step.argv if arg.startswith("-")}
+    (step,) = [s for s in cloud.quickstart_plan("0" * 40) if "prefect-cloud" in s.argv]
+    argv = step.argv[step.argv.index("prefect-cloud") :]
+    used = {arg for arg in argv if arg.startswith("-")}
     missing = [flag for flag in used if flag not in done.stdout]
     assert not missing, f"prefect-cloud deploy no longer documents {missing}"
