@@ -69,3 +69,21 @@ def test_the_storage_block_is_configuration(monkeypatch: pytest.MonkeyPatch) -> 
     get_settings.cache_clear()  # settings are read once per process: a new process reads this
     assert artifact_store.artifacts_block() == "s3-bucket/wg-dbt-artifacts"
     assert "WG_ARTIFACTS_BLOCK" in artifact_store.register_hint()
+
+
+def test_kept_runs_are_looked_up_under_the_flow_name_and_its_earlier_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dbt_runtime.project import FLOW_NAME, LEGACY_FLOW_NAMES
+
+    asked: list[list[str]] = []
+
+    async def no_runs(flow_names: list[str], *_: object) -> list[object]:
+        asked.append(list(flow_names))
+        return []
+
+    monkeypatch.setattr(artifact_store, "_flow_runs_newest_first", no_runs)
+    with pytest.raises(artifact_store.ArtifactStoreError, match="dbt-williamgrant"):
+        artifact_store.latest_kept_run(None, "prod", ["COMPLETED"])
+    assert asked == [[FLOW_NAME, *LEGACY_FLOW_NAMES]]
+    assert "dbt-williamgrant" in LEGACY_FLOW_NAMES

@@ -84,3 +84,15 @@ def test_runtime_is_pinned() -> None:
     assert next(line for line in lines if line.startswith("dbt-core==")).startswith(
         "dbt-core==1.11."
     )
+
+
+def test_the_flow_is_named_after_its_function_as_prefect_cloud_names_it() -> None:
+    # `prefect deploy` names the flow from @flow(name=...), `uvx prefect-cloud deploy` after the
+    # entrypoint's function: both must give FLOW_NAME (tests/integration/
+    # test_prefect_cloud_quickstart.py runs prefect-cloud itself).
+    from flows.dbt_project import dbt_project
+
+    path, function = project.entrypoint().split(":")
+    assert (path, function) == ("flows/dbt_project.py", project.FLOW_NAME)
+    assert dbt_project.name == dbt_project.fn.__name__ == project.FLOW_NAME
+    assert project.FLOW_NAME not in project.LEGACY_FLOW_NAMES
