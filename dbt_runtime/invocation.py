@@ -15,6 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from dbt_runtime._paths import state_root
+
 
 class DbtCommand(StrEnum):
     """The dbt commands an operator may start from Prefect."""
@@ -291,9 +293,6 @@ class KeptRuns(Protocol):
         """`command=retry` for a kept run that left no run_results.json (it crashed)."""
         ...
 
-    def state_root(self) -> Path:
-        """The one directory under which `state` may name a directory (WG_STATE_ROOT)."""
-        ...
 
 
 def under_root(path: Path, root: Path) -> Path:
@@ -310,7 +309,7 @@ def under_root(path: Path, root: Path) -> Path:
 
 def resolve_state(state: str | None, kept_runs: KeptRuns | None = None) -> ResolvedState | None:
     """`state` -> a local directory; a kept-run reference is fetched through `kept_runs`, a
-    directory must lie under `kept_runs.state_root()` (no root: no directory is accepted)."""
+    directory must lie under the one state root (WG_STATE_ROOT; dbt_runtime/_paths.py)."""
     parsed = state_reference(state)
     if parsed is None:
         return None
@@ -320,11 +319,7 @@ def resolve_state(state: str | None, kept_runs: KeptRuns | None = None) -> Resol
                 f"parameter 'state': {state!r} names a kept run, which only a flow run can fetch"
             )
         return kept_runs.fetch(parsed)
-    if kept_runs is None:
-        raise InvalidParameter(
-            f"parameter 'state': {state!r} names a directory, which only a flow run can check"
-        )
-    return ResolvedState(under_root(parsed, kept_runs.state_root()))
+    return ResolvedState(under_root(parsed, state_root()))
 
 
 def state_dir(state: str | None, kept_runs: KeptRuns | None = None) -> Path | None:

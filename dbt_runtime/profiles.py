@@ -216,7 +216,8 @@ async def read_blocks(
                 missing.append(ref)
             else:
                 found[ref] = dict(document.data)
-                fields = (document.block_schema.fields if document.block_schema else {}) or {}
+                schema = getattr(document, "block_schema", None)
+                fields = (schema.fields if schema is not None else {}) or {}
                 secret[ref] = frozenset(str(f) for f in fields.get("secret_fields") or ())
     if missing:
         raise ProfileError(missing_block_message(missing, target))

@@ -29,7 +29,6 @@ from typing import Any
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from dbt_runtime import artifact_store
-from dbt_runtime._paths import state_root
 from dbt_runtime._statuses import dbt_statuses
 from dbt_runtime.invocation import (
     DbtCommand,
@@ -206,6 +205,3 @@ class KeptRunStates:
 
     def resume(self, resolved: ResolvedState, target: Target) -> DbtInvocation:
         return resume_after_crash(resolved, target, self)
-
-    def state_root(self) -> Path:
-        return state_root()

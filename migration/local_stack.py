@@ -217,6 +217,20 @@ class LocalStack:
                     work_pool_name(), WorkPoolUpdate(base_job_template=template)
                 )
 
+    def deploy(self) -> str:
+        """`prefect --no-prompt deploy --all` from the real prefect.yaml."""
+        done = self.prefect("--no-prompt", "deploy", "--all", check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"prefect deploy failed:\n{done.stdout}\n{done.stderr}")
+        # notifications.yaml -> automations; locally its Slack/e-mail blocks do not exist.
+        notify = subprocess.run(
+            [sys.executable, "-m", "migration", "notifications", "apply", "--allow-missing-blocks"],
+            env=self.env(), cwd=REPO_ROOT, capture_output=True, text=True,
+        )  # fmt: skip
+        if notify.returncode != 0:
+            raise RuntimeError(f"notifications apply failed:\n{notify.stdout}\n{notify.stderr}")
+        return done.stdout + notify.stdout + notify.stderr  # stderr: blocks not registered
+
 
 # The job variables a deployment or a run may set on the process pool (runbook/secrets.md):
 # `env` (the flow refuses keys that choose code, project or paths: dbt_runtime/guards.py), the
@@ -235,9 +249,7 @@ def operator_job_template(default: dict[str, Any]) -> dict[str, Any]:
     """The process pool's default base job template with only OPERATOR_JOB_VARIABLES (and
     `image`) exposed; any other job variable is refused by the server (422)."""
     variables = dict(default["variables"])
-    properties = {
-        k: v for k, v in variables["properties"].items() if k in OPERATOR_JOB_VARIABLES
-    }
+    properties = {k: v for k, v in variables["properties"].items() if k in OPERATOR_JOB_VARIABLES}
     properties["image"] = IMAGE_VARIABLE
     variables.update(properties=properties, additionalProperties=False)
     variables["required"] = [r for r in variables.get("required", []) if r in properties]
@@ -245,20 +257,6 @@ def operator_job_template(default: dict[str, Any]) -> dict[str, Any]:
         k: v for k, v in default["job_configuration"].items() if k in OPERATOR_JOB_VARIABLES
     }
     return {"job_configuration": configuration, "variables": variables}
-
-    def deploy(self) -> str:
-        """`prefect --no-prompt deploy --all` from the real prefect.yaml."""
-        done = self.prefect("--no-prompt", "deploy", "--all", check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"prefect deploy failed:\n{done.stdout}\n{done.stderr}")
-        # notifications.yaml -> automations; locally its Slack/e-mail blocks do not exist.
-        notify = subprocess.run(
-            [sys.executable, "-m", "migration", "notifications", "apply", "--allow-missing-blocks"],
-            env=self.env(), cwd=REPO_ROOT, capture_output=True, text=True,
-        )  # fmt: skip
-        if notify.returncode != 0:
-            raise RuntimeError(f"notifications apply failed:\n{notify.stdout}\n{notify.stderr}")
-        return done.stdout + notify.stdout + notify.stderr  # stderr: blocks not registered
 
 
 def _stop_group(pid: int, timeout: float = 20) -> None:

@@ -76,7 +76,8 @@ def test_full_refresh_on_a_command_without_it_is_an_error_not_dropped(command: s
         build_invocation(command, "local", full_refresh=True)
 
 
-def test_state_must_hold_a_manifest(tmp_path) -> None:
+def test_state_must_hold_a_manifest(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WG_STATE_ROOT", str(tmp_path))
     (tmp_path / "manifest.json").write_text("{}")
     inv = build_invocation("build", "local", select=["state:modified+"], state=str(tmp_path))
     assert inv.args[-2:] == ("--state", str(tmp_path))
