@@ -149,7 +149,7 @@ def test_hostile_custom_run_fails_before_dbt_naming_the_parameter(
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--param", "timeout_seconds=1000000000000"], "less than or equal to 86400"),
+        (["--param", "timeout_seconds=1000000000000"], "greater than the maximum of 86400"),
         (["--job-variable", "command=sh -c 'cat /etc/passwd'"], "command"),
         (["--job-variable", "working_dir=/tmp/elsewhere"], "working_dir"),
     ],
