@@ -294,7 +294,6 @@ class KeptRuns(Protocol):
         ...
 
 
-
 def under_root(path: Path, root: Path) -> Path:
     """`path` (relative paths are taken from `root`) resolved, if it lies under `root`."""
     resolved = (root / path).resolve()

@@ -231,3 +231,15 @@ def test_the_probe_address_comes_from_the_blocks_the_run_already_read() -> None:
     assert address is not None
     assert address.who == "Snowflake account 'wg12345' as user 'DBT_DEV'"
     assert (address.host, address.port) == ("wg12345.snowflakecomputing.com", 443)
+
+
+@pytest.mark.security
+def test_a_runs_env_may_not_choose_code_project_or_paths() -> None:
+    run_env = {
+        "WG_DBT_PROJECT_DIR": "/tmp/x",
+        "PYTHONPATH": "/tmp/y",
+        "WG_PROGRESS_INTERVAL_SECONDS": "5",
+        "WG_ARTIFACTS_BLOCK": "local-file-system/wg-dbt-artifacts",
+    }
+    deployment_env = {"WG_ARTIFACTS_BLOCK": "local-file-system/wg-dbt-artifacts"}
+    assert guards.refused_run_env(run_env, deployment_env) == ["PYTHONPATH", "WG_DBT_PROJECT_DIR"]
