@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from dbt_runtime import project
+from dbt_runtime.settings import get_settings
+from flows.dbt_williamgrant import dbt_williamgrant
 from migration.local_stack import LocalStack
 from tests.integration.test_secrets import CANARY, _run_record, files_containing
 from tests.integration.test_snowflake_path import (
@@ -189,11 +191,11 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 
 
 def _dev_run(project_dir: Path, emulator: Emulator, mp: pytest.MonkeyPatch, **params: Any) -> Any:
-    from flows.dbt_williamgrant import dbt_williamgrant
 
     mp.setenv(PROJECT_DIR_ENV, str(project_dir))
     for key, value in emulator.profile_env().items():
         mp.setenv(key, value)
+    get_settings.cache_clear()  # settings are read once per process; this test uses two projects
     return dbt_williamgrant(target="dev", return_state=True, **params)
 
 
