@@ -35,6 +35,7 @@ from dbt_runtime.profiles import (
     load_profiles,
     profile_targets,
     run_profile,
+    secrets_in_environment,
 )
 from dbt_runtime.project import PROFILE_NAME, project_dir_in_use, register_command
 
@@ -337,7 +338,8 @@ def check(target: str, names: BlockNames) -> str:
             raise_on_failure=False,
         )
         # Logs in the temporary directory: a check leaves nothing behind in the project.
-        result = runner.invoke(["debug", "--target", target], log_path=str(Path(tmp) / "logs"))
+        with secrets_in_environment(profile):  # as a run hands them to dbt
+            result = runner.invoke(["debug", "--target", target], log_path=str(Path(tmp) / "logs"))
     if not result.success:
         raise ServerError(f"dbt debug --target {target}: FAILED (see the output above)")
     return f"dbt debug --target {target}: OK"

@@ -14,12 +14,14 @@ names the fix, and retry / `state` keywords, which need kept artifacts, fail nam
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dbt_runtime._paths import runtime_subdir
 from dbt_runtime._statuses import retryable_statuses
 from dbt_runtime.invocation import (
     FINISHED_STATE_TYPES,
@@ -34,6 +36,9 @@ from dbt_runtime.settings import get_settings
 KEPT_FILES = ("run_results.json", "manifest.json", "sources.json", "catalog.json")
 LOG_FILE = "dbt.log"
 INDEX_FILE = "kept.json"
+_FLOW_RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# The only names a kept run's index may list: a tampered index cannot write elsewhere.
+KNOWN_FILES = frozenset({*KEPT_FILES, LOG_FILE})
 
 
 class ArtifactStoreError(LookupError):
@@ -167,6 +172,11 @@ def find_kept_run(store: Any, flow_run_id: str, targets: Iterable[str] | None = 
 
 
 def fetch_kept_run(store: Any, kept: KeptRun, dest: Path) -> Path:
+    unknown = sorted(set(kept.files) - KNOWN_FILES)
+    if unknown:
+        raise ArtifactStoreError(
+            f"kept run {kept.flow_run_id} lists files this runtime never keeps: {unknown}"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     for name in kept.files:
         (dest / name).write_bytes(store.read_path(f"{kept.key}/{name}"))
@@ -269,10 +279,11 @@ def register_local_store(basepath: Path, name: str | None = None) -> str:
 
 
 def state_cache_dir(flow_run_id: str) -> Path:
-    """Where a kept run is fetched to for `--state` / retry: outside any project directory."""
-    import tempfile
-
-    return Path(tempfile.gettempdir()) / "wg-dbt-state" / flow_run_id
+    """Where a kept run is fetched to for `--state` / retry: outside any project directory, in
+    the worker's private runtime directory (never a guessable path under the shared /tmp)."""
+    if not _FLOW_RUN_ID.match(flow_run_id):
+        raise ArtifactStoreError(f"{flow_run_id!r} is not a flow run id")
+    return runtime_subdir("state-cache") / flow_run_id
 
 
 def fetch_state(ref: KeptState) -> ResolvedState:

@@ -37,7 +37,7 @@ from typing import Any
 from uuid import UUID
 
 from dbt_runtime.failures import warehouse_problem
-from dbt_runtime.invocation import Target
+from dbt_runtime.invocation import MAX_TIMEOUT_SECONDS, InvalidParameter, Target
 from dbt_runtime.profiles import (
     BlockField,
     RunProfile,
@@ -45,11 +45,14 @@ from dbt_runtime.profiles import (
     block_field_value,
     reference,
 )
+from dbt_runtime.settings import RUN_ENV_ALLOWED
 
 LIMIT_PREFIX = "dbt-williamgrant-target-"
 SLOTS_PER_TARGET = 1
-# Prefect's minimum lease; the run renews it while alive, so a crashed run frees its slot soon.
-LEASE_SECONDS = 60
+# The slot's lease: renewed every LEASE_RENEW_SECONDS, so an API outage of up to 75 s keeps it,
+# while a killed run's slot is free again within LEASE_SECONDS + the server's 15 s reaper (~2 min).
+LEASE_SECONDS = 90
+LEASE_RENEW_SECONDS = 15
 # Transient warehouse errors: attempts in total, and the pause before the 2nd, 3rd, ... attempt.
 CONNECT_ATTEMPTS = 3
 RETRY_DELAYS_SECONDS = (5.0, 15.0)
@@ -72,6 +75,48 @@ class WarehouseUnreachable(ConnectionError):
 
 class _StopDbt(KeyboardInterrupt):
     """Delivered to dbt at the deadline: dbt treats it like Ctrl-C and cancels its queries."""
+
+
+# -- a run's own environment ------------------------------------------------------------------
+
+
+class RefusedJobVariable(PermissionError):
+    """A run's `env` job variable sets what only the deployment may set."""
+
+
+def refused_run_env(run_env: Mapping[str, Any], deployment_env: Mapping[str, Any]) -> list[str]:
+    """The keys of a run's `env` job variable a run may not set: anything outside
+    RUN_ENV_ALLOWED that differs from what the deployment itself sets."""
+    return sorted(
+        key
+        for key, value in run_env.items()
+        if key not in RUN_ENV_ALLOWED and deployment_env.get(key) != value
+    )
+
+
+def refuse_run_environment(flow_run_id: UUID | str | None) -> None:
+    """Fail a run whose `env` job variable chooses code, the project or paths (WG_DBT_PROJECT_DIR,
+    DBT_*, PYTHONPATH, ...): those come from the deployment and the worker, never from a run."""
+    if flow_run_id is None:
+        return
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(str(flow_run_id)))
+        run_env = dict((run.job_variables or {}).get("env") or {})
+        if not run_env:
+            return
+        deployment_env: dict[str, Any] = {}
+        if run.deployment_id is not None:
+            deployment = client.read_deployment(run.deployment_id)
+            deployment_env = dict((deployment.job_variables or {}).get("env") or {})
+    refused = refused_run_env(run_env, deployment_env)
+    if refused:
+        raise RefusedJobVariable(
+            f"job variable 'env': a run may not set {', '.join(refused)} (it chooses code, the "
+            "project or paths: the deployment and the worker set those); a run's env may set "
+            f"only {', '.join(sorted(RUN_ENV_ALLOWED))} (runbook/secrets.md)"
+        )
 
 
 # -- per-target concurrency --------------------------------------------------------------------
@@ -122,43 +167,105 @@ async def ensure_limits() -> list[LimitChange]:
     return changes
 
 
+def _acquisition_error(name: str, target: Target, exc: BaseException) -> Exception:
+    """What went wrong while asking for the slot, as what it is: a missing limit names the
+    command that creates it; anything else (a 5xx, the API unreachable) says so."""
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is None and "must be created before acquiring" in str(exc):
+        return ConcurrencyNotConfigured(
+            f"global concurrency limit {name!r} does not exist, so runs for target "
+            f"{target.value!r} could overlap: run `{ENSURE_COMMAND}` (`prefect deploy` runs it)"
+        )
+    if status == 404:
+        return ConcurrencyNotConfigured(
+            f"global concurrency limit {name!r} not found (HTTP 404): run `{ENSURE_COMMAND}`"
+        )
+    why = f"HTTP {status}" if status is not None else f"{type(cause or exc).__name__}"
+    return SlotUnavailable(
+        f"could not acquire concurrency limit {name!r} for target {target.value!r}: the Prefect "
+        f"API failed ({why}: {_first_line(cause or exc)}); nothing ran, start the run again"
+    )
+
+
+class SlotUnavailable(RuntimeError):
+    """The Prefect API failed while the run asked for its target's slot (not a missing limit)."""
+
+
+def _keep_lease(lease_id: UUID, stop: threading.Event, log: Callable[[str], None]) -> None:
+    """Renew the lease every LEASE_RENEW_SECONDS until `stop`; a failed renewal (API outage)
+    is retried on the same beat, never abandoned while the lease may still be valid."""
+    from prefect.client.orchestration import get_client
+
+    failing_since: float | None = None
+    with get_client(sync_client=True) as client:
+        while not stop.wait(LEASE_RENEW_SECONDS):
+            try:
+                client.renew_concurrency_lease(lease_id=lease_id, lease_duration=LEASE_SECONDS)
+            except Exception as exc:
+                failing_since = failing_since or time.monotonic()
+                left = LEASE_SECONDS - (time.monotonic() - failing_since)
+                log(
+                    f"could not renew the concurrency lease ({_first_line(exc)}); retrying, "
+                    f"the slot stays held for about {max(left, 0):.0f} s more"
+                )
+            else:
+                failing_since = None
+
+
 @contextlib.contextmanager
 def target_slot(
-    target: Target, wait_seconds: float, flow_run_id: UUID | None = None
+    target: Target,
+    wait_seconds: float,
+    flow_run_id: UUID | None = None,
+    log: Callable[[str], None] = lambda message: None,
 ) -> Iterator[None]:
-    """Hold the target's single slot; wait at most `wait_seconds` for it (then RunTimedOut)."""
+    """Hold the target's single slot; wait at most `wait_seconds` for it (then RunTimedOut).
+
+    The slot is a lease of LEASE_SECONDS renewed every LEASE_RENEW_SECONDS by this process: a
+    short API outage (up to LEASE_SECONDS - LEASE_RENEW_SECONDS) does not lose it, and a killed
+    run's slot is freed by the server LEASE_SECONDS (+ its reaper's 15 s) after the last renewal.
+    """
     from prefect.client.schemas.objects import ConcurrencyLeaseHolder
     from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
-    from prefect.concurrency.sync import concurrency
+    from prefect.concurrency._sync import (
+        acquire_concurrency_slots_with_lease,
+        release_concurrency_slots_with_lease,
+    )
 
     name = limit_name(target)
     holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run_id) if flow_run_id else None
-    acquired = False
     try:
-        with concurrency(
-            name,
-            occupy=1,
+        response = acquire_concurrency_slots_with_lease(
+            [name],
+            1,
             timeout_seconds=max(wait_seconds, 1.0),
             lease_duration=LEASE_SECONDS,
             strict=True,
             holder=holder,
-        ):
-            acquired = True
-            yield
+        )
     except ConcurrencySlotAcquisitionError as exc:
-        if acquired:
-            raise
-        raise ConcurrencyNotConfigured(
-            f"global concurrency limit {name!r} does not exist, so runs for target "
-            f"{target.value!r} could overlap: run `{ENSURE_COMMAND}` (`prefect deploy` runs it)"
-        ) from exc
+        raise _acquisition_error(name, target, exc) from exc
     except TimeoutError as exc:
-        if acquired:
-            raise
         raise RunTimedOut(
             f"waited {wait_seconds:.0f} s (the run's timeout_seconds) for target "
             f"{target.value!r}: another run still holds concurrency limit {name!r}"
         ) from exc
+    stop = threading.Event()
+    renewer = threading.Thread(
+        target=_keep_lease, args=(response.lease_id, stop, log), name="wg-lease", daemon=True
+    )
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join(timeout=5)
+        try:
+            release_concurrency_slots_with_lease(response.lease_id)
+        except Exception as exc:  # the lease lapses on its own within LEASE_SECONDS
+            log(f"could not release {name!r} ({_first_line(exc)}); it frees itself")
 
 
 # -- run timeout -------------------------------------------------------------------------------
@@ -365,6 +472,11 @@ def guarded_run[T](
     waits. `profile` (`profiles.run_profile`) has already checked that its blocks exist."""
     from prefect.utilities.asyncutils import run_coro_as_sync
 
+    if not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
+        raise InvalidParameter(
+            f"parameter 'timeout_seconds': {timeout_seconds!r} is not between 1 and "
+            f"{MAX_TIMEOUT_SECONDS} (24 hours)"
+        )
     started = time.monotonic()
 
     def remaining() -> float:
@@ -374,7 +486,7 @@ def guarded_run[T](
     if address is not None:
         with_connection_retries(lambda: probe(address), address, log)
     log(f"waiting for concurrency limit {limit_name(target)!r} (one run per target at a time)")
-    with target_slot(target, remaining(), flow_run_id):
+    with target_slot(target, remaining(), flow_run_id, log):
         log(f"holding {limit_name(target)!r}; {what} has {remaining():.0f} s left of its timeout")
         try:
             return run_with_deadline(

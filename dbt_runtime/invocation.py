@@ -15,6 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from dbt_runtime._paths import state_root
+
 
 class DbtCommand(StrEnum):
     """The dbt commands an operator may start from Prefect."""
@@ -55,6 +57,9 @@ class Target(StrEnum):
 # dbt Cloud jobs have no timeout unless set; a nightly build that is still going after 3 hours
 # is stuck (the longest dbt Cloud run of this project took well under an hour).
 DEFAULT_TIMEOUT_SECONDS = 3 * 60 * 60
+# The parameter's upper bound (in its schema, so the form shows it): a day. Beyond it the
+# deadline timers overflow, and no build of this project should take that long.
+MAX_TIMEOUT_SECONDS = 24 * 60 * 60
 
 
 class InvalidParameter(ValueError):
@@ -62,6 +67,15 @@ class InvalidParameter(ValueError):
 
 
 MAX_VARS_BYTES = 64 * 1024
+# A form is not a selector file: enough for any real selection, small enough for a message.
+MAX_SELECTORS = 100
+MAX_SELECTOR_CHARS = 256
+MAX_STATE_CHARS = 512
+# What dbt's Jinja would render: a parameter holding one is a template, i.e. code.
+JINJA_DELIMITERS = ("{{", "{%", "{#")
+# How much of the vars payload a label (state messages, notifications) shows.
+LABEL_VARS_CHARS = 80
+LABEL_MAX_CHARS = 400
 # What dbt's node selection syntax uses (methods, graph operators, wildcards, intersections).
 _SELECTOR = re.compile(r"^[A-Za-z0-9_.:+*/@,=#?\[\]-]+$")
 
@@ -82,7 +96,16 @@ class DbtInvocation:
 
     @property
     def label(self) -> str:
-        return f"dbt {' '.join(self.args)}"
+        """The command and selection, for state messages and notifications: the vars payload
+        is cut to its first LABEL_VARS_CHARS characters and the whole to LABEL_MAX_CHARS."""
+        shown = list(self.args)
+        if "--vars" in shown and (i := shown.index("--vars") + 1) < len(shown):
+            shown[i] = _truncated(shown[i], LABEL_VARS_CHARS)
+        return _truncated(f"dbt {' '.join(shown)}", LABEL_MAX_CHARS)
+
+
+def _truncated(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def _command_params(command: DbtCommand) -> set[str]:
@@ -118,6 +141,11 @@ def selectors(name: str, values: Sequence[str] | str | None) -> list[str]:
     for raw in values:
         if not isinstance(raw, str):
             raise InvalidParameter(f"parameter {name!r}: {raw!r} is not a string")
+        if len(raw) > MAX_SELECTOR_CHARS:
+            raise InvalidParameter(
+                f"parameter {name!r}: a selector of {len(raw)} characters, more than "
+                f"{MAX_SELECTOR_CHARS}; use a tag or a YAML selector instead"
+            )
         parts = _clean_text(name, raw).split()
         if not parts:
             raise InvalidParameter(f"parameter {name!r}: empty selector; remove it or name nodes")
@@ -129,7 +157,34 @@ def selectors(name: str, values: Sequence[str] | str | None) -> list[str]:
                     "characters)"
                 )
             out.append(part)
+    if len(out) > MAX_SELECTORS:
+        raise InvalidParameter(
+            f"parameter {name!r}: {len(out)} selectors, more than {MAX_SELECTORS}; "
+            "use a tag or a YAML selector instead"
+        )
     return out
+
+
+def _refuse_templates(value: Any, path: str) -> None:
+    """Every key and string value of `vars`, recursively: data only, never a Jinja template.
+
+    dbt renders a var's value as Jinja wherever a model calls `var()`, so a template in a
+    parameter runs with the run's environment and the target's role."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            _refuse_templates(str(key), where)
+            _refuse_templates(item, where)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _refuse_templates(item, f"{path}[{i}]")
+    elif isinstance(value, str):
+        found = [d for d in JINJA_DELIMITERS if d in value]
+        if found:
+            raise InvalidParameter(
+                f"parameter 'vars': key {path!r} holds the Jinja delimiter {found[0]!r}; "
+                "vars are data, never templates"
+            )
 
 
 def dbt_vars(values: Mapping[str, Any] | str | None) -> str | None:
@@ -158,6 +213,7 @@ def dbt_vars(values: Mapping[str, Any] | str | None) -> str | None:
         )
     for key in values:
         _clean_text("vars", str(key))
+    _refuse_templates(values, "")
     return rendered
 
 
@@ -205,6 +261,11 @@ def state_reference(state: str | None) -> Path | KeptState | None:
     """`state` -> a directory path or a KeptState reference (pure: nothing is looked up)."""
     if not state:
         return None
+    if len(state) > MAX_STATE_CHARS:
+        raise InvalidParameter(
+            f"parameter 'state': {len(state)} characters, more than {MAX_STATE_CHARS}; use "
+            "a kept run (`prod:last-success`, `flow-run:<id>`) or a directory under the state root"
+        )
     text = _clean_text("state", state).strip()
     if m := _FLOW_RUN_STATE.match(text.lower()):
         return KeptState(flow_run_id=m["id"])
@@ -217,7 +278,7 @@ def state_reference(state: str | None) -> Path | KeptState | None:
                 "flow-run:<id>, or a directory with a manifest.json"
             )
         return KeptState(target=Target(m["target"]), keyword=StateKeyword(m["keyword"]))
-    return Path(text).expanduser()
+    return Path(text)
 
 
 @dataclass(frozen=True)
@@ -245,8 +306,21 @@ class KeptRuns(Protocol):
         ...
 
 
+def under_root(path: Path, root: Path) -> Path:
+    """`path` (relative paths are taken from `root`) resolved, if it lies under `root`."""
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise InvalidParameter(
+            f"parameter 'state': {str(path)!r} is not under the state root {root} (a directory "
+            "must be placed there by the operator); or name a kept run: "
+            f"<{'|'.join(t.value for t in Target)}>:last-success, flow-run:<id>"
+        )
+    return resolved
+
+
 def resolve_state(state: str | None, kept_runs: KeptRuns | None = None) -> ResolvedState | None:
-    """`state` -> a local directory; a kept-run reference is fetched through `kept_runs`."""
+    """`state` -> a local directory; a kept-run reference is fetched through `kept_runs`, a
+    directory must lie under the one state root (WG_STATE_ROOT; dbt_runtime/_paths.py)."""
     parsed = state_reference(state)
     if parsed is None:
         return None
@@ -256,7 +330,7 @@ def resolve_state(state: str | None, kept_runs: KeptRuns | None = None) -> Resol
                 f"parameter 'state': {state!r} names a kept run, which only a flow run can fetch"
             )
         return kept_runs.fetch(parsed)
-    return ResolvedState(parsed)
+    return ResolvedState(under_root(parsed, state_root()))
 
 
 def state_dir(state: str | None, kept_runs: KeptRuns | None = None) -> Path | None:
@@ -361,20 +435,68 @@ def retry_source(
         )
     if resolved.flow_run_id is None and not (resolved.path / "run_results.json").is_file():
         raise InvalidParameter(f"parameter 'state': {state!r} has no run_results.json; {how}")
+    check_retried_command(resolved.path / "run_results.json", state)
     return resolved
+
+
+# What `dbt retry` may replay: dbt re-runs the command (and its vars) the run_results.json
+# names, so only the commands this deployment itself starts are accepted.
+RETRYABLE_DBT_COMMANDS = frozenset(
+    {"build", "run", "test", "seed", "snapshot", "source-freshness", "freshness"}
+)
+
+
+def check_retried_command(run_results: Path, state: str) -> None:
+    """Refuse a run_results.json whose command this deployment does not run, or whose vars
+    are templates: `dbt retry` would replay them as they are."""
+    if not run_results.is_file():
+        return
+    try:
+        args = dict(json.loads(run_results.read_text()).get("args") or {})
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidParameter(
+            f"parameter 'state': {state!r} holds no dbt run_results.json"
+        ) from None
+    which = str(args.get("which", ""))
+    if which not in RETRYABLE_DBT_COMMANDS:
+        raise InvalidParameter(
+            f"parameter 'state': the run in {state!r} ran `dbt {which}`, which this deployment "
+            f"does not retry (it retries: {', '.join(sorted(RETRYABLE_DBT_COMMANDS))})"
+        )
+    if args.get("vars"):
+        dbt_vars(args["vars"])
 
 
 class NothingSelected(InvalidParameter):
     """`select` matched no enabled node: dbt only warns ("Nothing to do") and exits 0."""
 
 
+class NothingBuilt(RuntimeError):
+    """A whole-project run executed no node: a broken project path, not a success."""
+
+
+# Commands that always execute nodes of a healthy project when nothing narrows the selection.
+_NODE_COMMANDS = frozenset(
+    {DbtCommand.build, DbtCommand.run, DbtCommand.test, DbtCommand.seed, DbtCommand.snapshot}
+)
+
+
 def require_selected_nodes(invocation: DbtInvocation, executed_nodes: int) -> None:
-    """Refuse to call a run successful when its selection matched nothing.
+    """Refuse to call a run successful when it executed nothing.
 
     dbt reports a selector that matches no node as a warning and succeeds; for an operator
     that is almost always a typo (`fct_shipment` for `fct_shipments`), so the run fails instead.
+    Without a selection, zero nodes means the project dbt saw is empty (a broken project
+    path): a nightly must not go green while building nothing.
     """
-    if executed_nodes or "--select" not in invocation.args:
+    if executed_nodes:
+        return
+    if "--select" not in invocation.args:
+        if invocation.command in _NODE_COMMANDS and "--exclude" not in invocation.args:
+            raise NothingBuilt(
+                f"{invocation.label} executed no node although nothing narrowed the selection: "
+                "the project dbt read is empty or not the tenant's (check the project path)"
+            )
         return
     start = invocation.args.index("--select") + 1
     chosen: list[str] = []

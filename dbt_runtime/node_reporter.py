@@ -83,6 +83,9 @@ class NodeReporter:
     )
     on_first_node: Callable[[], None] | None = None
     """Called on the reporter thread when dbt starts its first node (its manifest is written)."""
+    scrub: Callable[[str], str] = str
+    """Masks the run's secrets: dbt masks them in its own file and console output only, and
+    this forwards raw event messages."""
     _queue: queue.SimpleQueue[tuple[str, Any] | None] = field(default_factory=queue.SimpleQueue)
     _nodes: dict[str, _Node] = field(default_factory=dict)
     _parents: dict[str, list[str]] | None = None
@@ -222,7 +225,7 @@ class NodeReporter:
         if node.finished:
             return
         result = event.data.run_result
-        message = result.message if result is not None else ""
+        message = self.scrub(result.message) if result is not None else ""
         self._finish(node, info.node_status, message, _timestamp(info.node_finished_at))
 
     def _finish(self, node: _Node, status: str, message: str, when: datetime | None = None) -> None:
@@ -271,7 +274,9 @@ class NodeReporter:
         except ValueError:
             unique_id = ""
         node = self._nodes.get(unique_id) if unique_id else None
-        (node.logger if node is not None else self.flow_logger).log(level, event.info.msg)
+        (node.logger if node is not None else self.flow_logger).log(
+            level, "%s", self.scrub(event.info.msg)
+        )
 
 
 _LOG_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
@@ -339,6 +344,7 @@ def run_dbt_with_node_reporting(
     profiles_dir: Path,
     raise_on_failure: bool = True,
     on_first_node: Callable[[], None] | None = None,
+    scrub: Callable[[str], str] = str,
     **dbt_kwargs: Any,
 ) -> Any:
     """Drop-in for `PrefectDbtRunner(settings=..., raise_on_failure=...).invoke(args, **kw)`.
@@ -363,6 +369,7 @@ def run_dbt_with_node_reporting(
             flow_logger=get_run_logger(),
             manifest_path=Path(project_dir) / settings.target_path / "manifest.json",
             on_first_node=on_first_node,
+            scrub=scrub,
         )
 
     runner = NodeReportingDbtRunner(

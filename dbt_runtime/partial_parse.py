@@ -9,8 +9,10 @@ checks: a stale or foreign file costs a full parse, never correctness.
 One catch: dbt records the project's absolute path in that state (seeds are loaded from it),
 and every clone lands in a new temporary directory. So dbt runs the project from a stable
 path per Prefect API, target and project: a symlink to this run's checkout
-(`stable_project_dir`). Runs of one target never overlap (dbt_runtime/guards.py), so a target's
-link always points at the run holding its slot. The state is kept in the artifacts store
+(`stable_project_dir`), inside the worker's private runtime directory (dbt_runtime/_paths.py:
+per uid, 0700, owner checked), never a fixed name under the shared /tmp. Runs of one target
+never overlap (dbt_runtime/guards.py), so a target's link always points at the run holding
+its slot. The state is kept in the artifacts store
 (dbt_runtime/artifact_store.py) next to the runs' artifacts: a local folder here, a bucket in
 Prefect Cloud, where every run starts in a fresh container.
 """
@@ -19,15 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from dbt_runtime._paths import runtime_subdir
+
 STATE_FILE = "partial_parse.msgpack"
 STORE_DIR = "_dbt-parse-state"  # under <target>/ in the store, next to the runs' directories
-LINKS_DIR = "wg-dbt-projects"  # under the system temp dir: <api>/<target>/<project> -> checkout
+LINKS_DIR = "projects"  # under the runtime dir: <api>/<target>/<project> -> checkout
 
 
 def project_name(project_dir: Path) -> str:
@@ -42,8 +45,7 @@ def stable_project_dir(project_dir: Path, target: str) -> Path:
     from prefect.settings import PREFECT_API_URL
 
     api = hashlib.sha256(str(PREFECT_API_URL.value() or "").encode()).hexdigest()[:12]
-    link = Path(tempfile.gettempdir()) / LINKS_DIR / api / target / project_name(project_dir)
-    link.parent.mkdir(parents=True, exist_ok=True)
+    link = runtime_subdir(LINKS_DIR, api, target) / project_name(project_dir)
     staged = link.with_name(f".{link.name}.{os.getpid()}")
     staged.unlink(missing_ok=True)
     staged.symlink_to(project_dir.resolve(), target_is_directory=True)

@@ -11,12 +11,23 @@ One profile serves password and key-pair auth: a block leaves the other method's
 (None), and prefect-dbt would hand dbt the string "None" for them (dbt-snowflake then tries to
 parse "None" as a private key). run_profile drops those references from the scoped copy, so dbt
 sees the key as absent.
+
+Secrets reach dbt only the way dbt protects them (the Cosmos model: a profile lists its secret
+fields and renders them as references, never values). prefect-dbt would export every block
+field as `PREFECT_BLOCKS_<...>` for the whole run, where any model's `env_var()` reads it. So
+the runtime resolves the references itself: a secret field (SECRET_FIELDS, or one the block's
+own schema marks secret) becomes `{{ env_var('DBT_ENV_SECRET_<KEY>') }}` in the written
+profile, set only while dbt runs (`secrets_in_environment`); dbt scrubs those values from its
+logs and refuses them to model Jinja ("Secret env vars are allowed only in profiles.yml").
+Other block fields are written as literal values (refused if they hold Jinja).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +53,25 @@ REGISTERED_BY = {
     "snowflake-connector": register_command("snowflake") + " --target {target}",
     "github-credentials": register_command("github"),
 }
+
+
+# Block fields that are secrets whatever the block's schema says (dbt adapters' credential keys).
+SECRET_FIELDS = frozenset(
+    {
+        "password",
+        "private_key",
+        "private_key_passphrase",
+        "token",
+        "api_key",
+        "client_secret",
+        "refresh_token",
+        "keyfile_json",
+    }
+)
+SECRET_ENV_PREFIX = "DBT_ENV_SECRET_"  # dbt's own: scrubbed from logs, refused to models
+PREFECT_BLOCK_ENV_PREFIX = "PREFECT_BLOCKS_"  # what prefect-dbt exports block values as
+MASK = "*****"  # what dbt writes in place of a secret
+_JINJA = ("{{", "{%", "{#")
 
 
 class ProfileError(ValueError):
@@ -165,14 +195,18 @@ def missing_block_message(missing: list[BlockRef], target: str) -> str:
     return "\n".join(lines)
 
 
-async def read_blocks(refs: set[BlockRef], target: str) -> dict[BlockRef, dict[str, Any]]:
-    """The registered data of each block; fail naming the script when any is missing."""
+async def read_blocks(
+    refs: set[BlockRef], target: str
+) -> tuple[dict[BlockRef, dict[str, Any]], dict[BlockRef, frozenset[str]]]:
+    """The registered data of each block and the fields its schema marks secret; fail naming
+    the script when any block is missing."""
     if not refs:  # a DuckDB target: nothing to ask the server
-        return {}
+        return {}, {}
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
     found: dict[BlockRef, dict[str, Any]] = {}
+    secret: dict[BlockRef, frozenset[str]] = {}
     missing: list[BlockRef] = []
     async with get_client() as client:
         for ref in refs:
@@ -182,9 +216,68 @@ async def read_blocks(refs: set[BlockRef], target: str) -> dict[BlockRef, dict[s
                 missing.append(ref)
             else:
                 found[ref] = dict(document.data)
+                schema = getattr(document, "block_schema", None)
+                fields = (schema.fields if schema is not None else {}) or {}
+                secret[ref] = frozenset(str(f) for f in fields.get("secret_fields") or ())
     if missing:
         raise ProfileError(missing_block_message(missing, target))
-    return found
+    return found, secret
+
+
+def is_secret(path: str, schema_secrets: frozenset[str] = frozenset()) -> bool:
+    """Whether a block field (key path) is a secret: by name, or as the block's schema says
+    (`a.*` in a schema marks everything under `a`)."""
+    if path.rsplit(".", 1)[-1] in SECRET_FIELDS or path in schema_secrets:
+        return True
+    return any(s.endswith(".*") and path.startswith(s[:-1]) for s in schema_secrets)
+
+
+def secret_env_name(key: str) -> str:
+    """The variable a profile key's secret reaches dbt in, e.g. DBT_ENV_SECRET_PASSWORD."""
+    return f"{SECRET_ENV_PREFIX}{re.sub(r'[^A-Za-z0-9]', '_', key).upper()}"
+
+
+def render_settings(
+    settings: Mapping[str, Any],
+    blocks: Mapping[BlockRef, Mapping[str, Any]],
+    schema_secrets: Mapping[BlockRef, frozenset[str]],
+    target: str,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The target's settings as dbt gets them, and the secrets they read from the environment.
+
+    Each key that is exactly a block field: a secret -> `{{ env_var('DBT_ENV_SECRET_<KEY>') }}`
+    (its value returned, to be set only while dbt runs); anything else -> the literal value,
+    refused if it holds Jinja (a block is data). A block reference inside other text or nested
+    data is refused: only a whole value can be rendered safely. Prefect variables are left to
+    prefect-dbt, which writes them as literal text."""
+    rendered: dict[str, Any] = {}
+    secrets: dict[str, str] = {}
+    exact = field_refs(settings)
+    for key, value in settings.items():
+        ref = exact.get(key)
+        if ref is None:
+            if any(isinstance(r, BlockField) for r in references(value)):
+                raise ProfileError(
+                    f"profiles.yml target {target!r} key {key!r}: a block reference must be the "
+                    "whole value (so a secret can be handed to dbt as a secret)"
+                )
+            rendered[key] = value
+            continue
+        data = blocks.get(ref.block)
+        if data is None:
+            raise ProfileError(f"profiles.yml target {target!r} key {key!r}: {ref.block} not read")
+        field_value = block_field_value(data, ref.field)
+        if is_secret(ref.field, schema_secrets.get(ref.block, frozenset())):
+            secrets[secret_env_name(key)] = str(field_value)
+            rendered[key] = f"{{{{ env_var('{secret_env_name(key)}') }}}}"
+            continue
+        if isinstance(field_value, str) and any(d in field_value for d in _JINJA):
+            raise ProfileError(
+                f"profiles.yml target {target!r} key {key!r}: block {ref.block} field "
+                f"{ref.field!r} holds a Jinja delimiter; block values are data"
+            )
+        rendered[key] = field_value
+    return rendered, secrets
 
 
 def drop_unset_fields(
@@ -226,23 +319,66 @@ class RunProfile:
     # The registered data of every block `settings` references, as read once for this run.
     # It holds secrets: kept out of repr so no log line or traceback ever shows them.
     blocks: Mapping[BlockRef, Mapping[str, Any]] = field(repr=False, default_factory=dict)
+    # `settings` with block fields resolved (secrets as DBT_ENV_SECRET_* references).
+    rendered: dict[str, Any] | None = field(repr=False, default=None)
+    # DBT_ENV_SECRET_<KEY> -> value: set only while dbt runs (`secrets_in_environment`).
+    secrets: Mapping[str, str] = field(repr=False, default_factory=dict)
 
     def document(self) -> dict[str, Any]:
-        """The scoped profiles.yml: this profile with this one target."""
-        return {self.profile_name: {"target": self.target, "outputs": {self.target: self.settings}}}
+        """The scoped profiles.yml dbt reads: this profile with this one target, no block
+        reference left (prefect-dbt then exports nothing), secrets as env_var references."""
+        outputs = {self.target: self.settings if self.rendered is None else self.rendered}
+        return {self.profile_name: {"target": self.target, "outputs": outputs}}
 
     def write(self, dest: Path) -> Path:
-        """Write profiles.yml into `dest` (dbt's --profiles-dir); return `dest`."""
-        dest.mkdir(parents=True, exist_ok=True)
-        (dest / PROFILES_FILE).write_text(yaml.safe_dump(self.document(), sort_keys=False))
+        """Write profiles.yml into `dest` (dbt's --profiles-dir; made 0700); return `dest`."""
+        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+        dest.chmod(0o700)
+        path = dest / PROFILES_FILE
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(self.document(), sort_keys=False))
         return dest
+
+    def secret_values(self) -> list[str]:
+        """What must never be shown: each secret, and each longer line of a multi-line one."""
+        values = {v for v in self.secrets.values() if v}
+        for value in list(values):
+            values.update(line.strip() for line in value.splitlines() if len(line.strip()) >= 8)
+        return sorted(values, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        """`text` with every secret of this profile masked as dbt masks them."""
+        for value in self.secret_values():
+            text = text.replace(value, MASK)
+        return text
+
+
+@contextlib.contextmanager
+def secrets_in_environment(profile: RunProfile) -> Iterator[None]:
+    """The profile's DBT_ENV_SECRET_* variables set while dbt runs, restored after; no
+    PREFECT_BLOCKS_* variable (prefect-dbt's unprotected copies) is left in the environment."""
+    for key in [k for k in os.environ if k.startswith(PREFECT_BLOCK_ENV_PREFIX)]:
+        del os.environ[key]
+    previous = {key: os.environ.get(key) for key in profile.secrets}
+    os.environ.update(profile.secrets)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 async def run_profile(profiles: dict[str, Any], profile_name: str, target: str) -> RunProfile:
     """A run's profile from a loaded profiles.yml, before dbt starts: scoped to `target`,
     every block it references read once (a missing one fails naming the script that registers
-    it; a field a block lacks fails naming the key), references to unset fields dropped."""
+    it; a field a block lacks fails naming the key), references to unset fields dropped,
+    block fields rendered (secrets as DBT_ENV_SECRET_* references, `render_settings`)."""
     scoped = scope_to_target(profiles, profile_name, target)
     settings = scoped[profile_name]["outputs"][target]
-    blocks = await read_blocks(block_refs(settings), target)
-    return RunProfile(profile_name, target, drop_unset_fields(settings, blocks, target), blocks)
+    blocks, schema_secrets = await read_blocks(block_refs(settings), target)
+    kept = drop_unset_fields(settings, blocks, target)
+    rendered, secrets = render_settings(kept, blocks, schema_secrets, target)
+    return RunProfile(profile_name, target, kept, blocks, rendered, secrets)

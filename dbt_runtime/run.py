@@ -24,7 +24,12 @@ from dbt_runtime import artifact_store, guards, notify, partial_parse
 from dbt_runtime.failures import Failure, failure_of
 from dbt_runtime.invocation import DbtCommand, DbtInvocation, require_selected_nodes
 from dbt_runtime.node_reporter import run_dbt_with_node_reporting
-from dbt_runtime.profiles import RunProfile, load_profiles, run_profile
+from dbt_runtime.profiles import (
+    RunProfile,
+    load_profiles,
+    run_profile,
+    secrets_in_environment,
+)
 from dbt_runtime.project import PROFILE_NAME, TARGET_DIR, project_dir_in_use
 from dbt_runtime.resume import RESUMABLE_COMMANDS
 from dbt_runtime.summary import RunSummary, summarize
@@ -83,14 +88,19 @@ def run_dbt(invocation: DbtInvocation, profile: RunProfile) -> dict[str, int] | 
         try:
             # prefect-dbt's runner with a task run per node, reported off dbt's threads
             # (dbt_runtime/node_reporter.py); failures are read from run_results.json below.
-            run_dbt_with_node_reporting(
-                invocation.args,
-                project_dir,
-                profiles_dir,
-                raise_on_failure=False,
-                on_first_node=lambda: _keep_manifest(store, invocation, flow_run_id, target_dir),
-                log_path=str(log_dir),
-            )
+            # Secrets exist (as DBT_ENV_SECRET_*) only while dbt runs (profiles.py).
+            with secrets_in_environment(profile):
+                run_dbt_with_node_reporting(
+                    invocation.args,
+                    project_dir,
+                    profiles_dir,
+                    raise_on_failure=False,
+                    on_first_node=lambda: _keep_manifest(
+                        store, invocation, flow_run_id, target_dir
+                    ),
+                    scrub=profile.scrub,
+                    log_path=str(log_dir),
+                )
         except Exception as exc:  # dbt's own errors (parse, compile) arrive as ValueError
             error = exc
         finally:  # success, failure, timeout or interrupt: keep what dbt wrote
@@ -102,6 +112,8 @@ def run_dbt(invocation: DbtInvocation, profile: RunProfile) -> dict[str, int] | 
             if run_results.is_file()
             else None
         )
+    if error is not None and profile.secrets:  # dbt's exception text is not masked by dbt
+        error = type(error)(profile.scrub(str(error)))
     failure = failure_of(invocation.label, summary, error)
     _publish(invocation, summary, failure, kept, logger)
     if failure is None:

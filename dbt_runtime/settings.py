@@ -52,6 +52,22 @@ class Settings(BaseSettings):
     progress_interval_seconds: float = Field(
         default=10.0, description="How often a flow run logs dbt's node progress."
     )
+    runtime_dir: Path | None = Field(
+        default=None,
+        description="The worker's private directory (0700, owner checked) for project links "
+        "and fetched runs; unset: `wg-dbt-<uid>` in the system temp directory.",
+    )
+    state_root: Path | None = Field(
+        default=None,
+        description="The one directory under which a `state` parameter may name a "
+        "directory; unset: `state/` in the runtime directory.",
+    )
+
+
+# Settings that choose code, the project or paths: the deployment and the worker's own
+# environment set them, never a run's `env` job variable (dbt_runtime/guards.py refuses them).
+# A run's `env` may set only RUN_ENV_ALLOWED (runbook/secrets.md says why).
+RUN_ENV_ALLOWED = frozenset({"WG_PROGRESS_INTERVAL_SECONDS"})
 
 
 @cache

@@ -12,11 +12,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from prefect import flow
+from prefect.runtime import flow_run
 from prefect.states import State
 from pydantic import Field
 
-from dbt_runtime import notify, schedule_guard
-from dbt_runtime.invocation import DEFAULT_TIMEOUT_SECONDS, DbtCommand, Target, build_invocation
+from dbt_runtime import guards, notify, schedule_guard
+from dbt_runtime.invocation import (
+    DEFAULT_TIMEOUT_SECONDS,
+    MAX_TIMEOUT_SECONDS,
+    DbtCommand,
+    Target,
+    build_invocation,
+)
 from dbt_runtime.project import FLOW_NAME
 from dbt_runtime.resume import KeptRunStates
 from dbt_runtime.run import run_flow
@@ -38,7 +45,8 @@ def dbt_project(
     full_refresh: Annotated[bool, Field(json_schema_extra={"title": "Full refresh"})] = False,
     state: Annotated[str, Field(json_schema_extra={"title": "State (--state)"})] = "",
     timeout_seconds: Annotated[
-        int, Field(gt=0, json_schema_extra={"title": "Timeout (seconds)"})
+        int,
+        Field(gt=0, le=MAX_TIMEOUT_SECONDS, json_schema_extra={"title": "Timeout (seconds)"}),
     ] = DEFAULT_TIMEOUT_SECONDS,
 ) -> dict[str, int] | State:
     """Run dbt for the William Grant project (tenants/dbt_williamgrant).
@@ -54,9 +62,11 @@ def dbt_project(
             kept run: `prod:last-success`, `prod:last-failure`, `flow-run:<id>`. With
             command=retry: the flow run whose failed and skipped nodes to re-run (for a
             Crashed run: everything it did not finish).
-        timeout_seconds: Stop dbt and end the run TimedOut after this long (default 3 hours),
-            waiting for another run of the same target included.
+        timeout_seconds: Stop dbt and end the run TimedOut after this long (default 3 hours,
+            at most 86400 = 24 hours), waiting for another run of the same target included.
     """
+    # A Custom run's `env` job variable may not choose code, project or paths.
+    guards.refuse_run_environment(flow_run.id)
     # A scheduled run builds what prefect.yaml declares for its schedule.
     if (declared := schedule_guard.enforce_declared_parameters(locals())) is not None:
         return dbt_project.fn(**declared)

@@ -226,8 +226,11 @@ def test_retry_does_not_take_a_selection() -> None:
         build_invocation("retry", "prod", select=["fct_x"], state=f"flow-run:{RUN_ID}")
 
 
-def test_retry_from_a_directory_uses_its_run_results(tmp_path: Path) -> None:
-    (tmp_path / "run_results.json").write_text("{}")
+def test_retry_from_a_directory_uses_its_run_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WG_STATE_ROOT", str(tmp_path))
+    (tmp_path / "run_results.json").write_text('{"args": {"which": "build"}}')
     invocation = build_invocation("retry", "prod", state=str(tmp_path))
     assert invocation.args == ("retry", "--target", "prod")
     assert invocation.retry_from == tmp_path

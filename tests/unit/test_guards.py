@@ -13,6 +13,7 @@ from dbt_runtime import guards
 from dbt_runtime.failures import WarehouseProblem, warehouse_problem
 from dbt_runtime.invocation import (
     InvalidParameter,
+    NothingBuilt,
     NothingSelected,
     Target,
     build_invocation,
@@ -170,8 +171,11 @@ def test_a_selector_that_matches_nothing_fails_instead_of_succeeding_silently() 
     with pytest.raises(NothingSelected, match="parameter 'select': 'fct_shipment'"):
         require_selected_nodes(inv, executed_nodes=0)
     require_selected_nodes(inv, executed_nodes=3)
-    # a run without a selection that finds nothing to do is not an operator typo
-    require_selected_nodes(build_invocation("snapshot", "local"), executed_nodes=0)
+    # a whole-project run that finds nothing built nothing: a broken project path, not green
+    with pytest.raises(NothingBuilt, match="executed no node"):
+        require_selected_nodes(build_invocation("build", "local"), executed_nodes=0)
+    # commands that need not execute nodes (docs, freshness of no sources) stay as dbt says
+    require_selected_nodes(build_invocation("docs generate", "local"), executed_nodes=0)
 
 
 def test_undecodable_text_in_vars_is_refused_naming_vars() -> None:
@@ -227,3 +231,15 @@ def test_the_probe_address_comes_from_the_blocks_the_run_already_read() -> None:
     assert address is not None
     assert address.who == "Snowflake account 'wg12345' as user 'DBT_DEV'"
     assert (address.host, address.port) == ("wg12345.snowflakecomputing.com", 443)
+
+
+@pytest.mark.security
+def test_a_runs_env_may_not_choose_code_project_or_paths() -> None:
+    run_env = {
+        "WG_DBT_PROJECT_DIR": "/tmp/x",
+        "PYTHONPATH": "/tmp/y",
+        "WG_PROGRESS_INTERVAL_SECONDS": "5",
+        "WG_ARTIFACTS_BLOCK": "local-file-system/wg-dbt-artifacts",
+    }
+    deployment_env = {"WG_ARTIFACTS_BLOCK": "local-file-system/wg-dbt-artifacts"}
+    assert guards.refused_run_env(run_env, deployment_env) == ["PYTHONPATH", "WG_DBT_PROJECT_DIR"]

@@ -76,7 +76,71 @@ def test_full_refresh_on_a_command_without_it_is_an_error_not_dropped(command: s
         build_invocation(command, "local", full_refresh=True)
 
 
-def test_state_must_hold_a_manifest(tmp_path) -> None:
+def test_state_must_hold_a_manifest(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WG_STATE_ROOT", str(tmp_path))
     (tmp_path / "manifest.json").write_text("{}")
     inv = build_invocation("build", "local", select=["state:modified+"], state=str(tmp_path))
     assert inv.args[-2:] == ("--state", str(tmp_path))
+
+
+# -- hostile input (issue 15): parameters are data, bounded ------------------------------------
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    ("vars_", "where"),
+    [
+        ({"reporting_currency": "{{ env_var('HOME') }}"}, "reporting_currency"),
+        ({"{% if 1 %}": "x"}, "{% if 1 %}"),
+        ({"a": [{"b": "{# c #}"}]}, "a[0].b"),
+    ],
+    ids=["value", "key", "nested"],
+)
+def test_vars_holding_a_jinja_delimiter_are_refused_naming_the_key(
+    vars_: dict[str, object], where: str
+) -> None:
+    with pytest.raises(InvalidParameter, match="parameter 'vars': key") as caught:
+        build_invocation("build", "local", vars=vars_)
+    assert repr(where) in str(caught.value)
+
+
+def test_selectors_state_are_bounded() -> None:
+    with pytest.raises(InvalidParameter, match="101 selectors, more than 100"):
+        build_invocation("build", "local", select=[f"m{i}" for i in range(101)])
+    with pytest.raises(InvalidParameter, match="'exclude': a selector of 257 characters"):
+        build_invocation("build", "local", exclude=["x" * 257])
+    with pytest.raises(InvalidParameter, match="'state': 5000 characters"):
+        build_invocation("build", "local", state="s" * 5000)
+
+
+@pytest.mark.security
+def test_state_directories_outside_the_root_are_refused(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WG_STATE_ROOT", str(tmp_path / "root"))
+    (tmp_path / "root").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "manifest.json").write_text("{}")
+    for state in (str(tmp_path / "elsewhere"), "../elsewhere"):
+        with pytest.raises(InvalidParameter, match="is not under the state root"):
+            build_invocation("build", "local", state=state)
+
+
+@pytest.mark.security
+def test_retry_refuses_a_command_the_deployment_does_not_run(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WG_STATE_ROOT", str(tmp_path))
+    (tmp_path / "run_results.json").write_text(
+        json.dumps({"args": {"which": "run-operation", "macro": "drop_everything"}})
+    )
+    with pytest.raises(InvalidParameter, match="ran `dbt run-operation`, which this deployment"):
+        build_invocation("retry", "local", state=str(tmp_path))
+    (tmp_path / "run_results.json").write_text(
+        json.dumps({"args": {"which": "build", "vars": {"x": "{{ run_query('x') }}"}}})
+    )
+    with pytest.raises(InvalidParameter, match="parameter 'vars'"):
+        build_invocation("retry", "local", state=str(tmp_path))
+
+
+@pytest.mark.security
+def test_the_label_carries_command_and_selection_not_the_vars_payload() -> None:
+    inv = build_invocation("build", "local", select=["fct_shipments"], vars={"blob": "y" * 60000})
+    assert inv.label.startswith("dbt build --target local --select fct_shipments --vars ")
+    assert len(inv.label) <= 400 and "y" * 100 not in inv.label

@@ -4,6 +4,7 @@ once, with every block it references read once, before dbt starts."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +19,7 @@ from dbt_runtime.profiles import (
     BlockField,
     BlockRef,
     ProfileError,
+    RunProfile,
     VariableRef,
     block_refs,
     load_profiles,
@@ -25,8 +27,10 @@ from dbt_runtime.profiles import (
     profile_targets,
     reference,
     references,
+    render_settings,
     run_profile,
     scope_to_target,
+    secrets_in_environment,
 )
 from dbt_runtime.project import PROFILE_NAME, PROJECT_DIR
 
@@ -163,3 +167,38 @@ def test_missing_block_message_names_block_and_script() -> None:
     msg = missing_block_message([BlockRef("snowflake-credentials", "wg-dbt-prod")], "prod")
     assert "snowflake-credentials/wg-dbt-prod not found" in msg
     assert "python -m blocks.register_snowflake --target prod" in msg
+
+
+# -- secrets reach dbt only as DBT_ENV_SECRET_* (issue 15) -------------------------------------
+
+
+@pytest.mark.security
+def test_secret_fields_are_written_as_dbt_secret_env_references_never_values(
+    tmp_path: Path,
+) -> None:
+    creds = BlockRef("snowflake-credentials", "wg-dbt-dev")
+    settings = {
+        "type": "snowflake",
+        "user": "{{ prefect.blocks.snowflake-credentials.wg-dbt-dev.user }}",
+        "password": "{{ prefect.blocks.snowflake-credentials.wg-dbt-dev.password }}",
+    }
+    blocks = {creds: {"user": "WG_DBT_DEV", "password": "pw-canary-123"}}
+    rendered, secrets = render_settings(settings, blocks, {}, "dev")
+    assert rendered["user"] == "WG_DBT_DEV"
+    assert rendered["password"] == "{{ env_var('DBT_ENV_SECRET_PASSWORD') }}"
+    profile = RunProfile("wg", "dev", settings, blocks, rendered, secrets)
+    written = (profile.write(tmp_path / "p") / "profiles.yml").read_text()
+    assert "pw-canary-123" not in written and "prefect.blocks" not in written
+    assert profile.scrub("login with pw-canary-123 failed") == "login with ***** failed"
+    os.environ["PREFECT_BLOCKS_LEFTOVER"] = "x"
+    with secrets_in_environment(profile):
+        assert os.environ["DBT_ENV_SECRET_PASSWORD"] == "pw-canary-123"
+        assert "PREFECT_BLOCKS_LEFTOVER" not in os.environ
+    assert "DBT_ENV_SECRET_PASSWORD" not in os.environ
+
+
+def test_a_block_value_holding_jinja_is_refused() -> None:
+    settings = {"user": "{{ prefect.blocks.snowflake-credentials.c.user }}"}
+    blocks = {BlockRef("snowflake-credentials", "c"): {"user": "{{ env_var('HOME') }}"}}
+    with pytest.raises(ProfileError, match="holds a Jinja delimiter"):
+        render_settings(settings, blocks, {}, "dev")

@@ -32,9 +32,15 @@ select
     {{ dbt.current_timestamp() }} as dbt_loaded_at
 from {{ ref('int_depletions_enriched') }}
 
+{#- A whole number of days, nothing else: the value is pasted into SQL below. -#}
+{%- set lookback_days = var('incremental_lookback_days', 3) | string | trim -%}
+{%- if not modules.re.fullmatch('[0-9]{1,4}', lookback_days) -%}
+    {{ exceptions.raise_compiler_error("var('incremental_lookback_days') must be a whole number of days (0-9999)") }}
+{%- endif -%}
+
 {% if is_incremental() %}
 where updated_at >= (
-    select {{ dbt.dateadd('day', -1 * var('incremental_lookback_days', 3), 'max(updated_at)') }}
+    select {{ dbt.dateadd('day', -1 * (lookback_days | int), 'max(updated_at)') }}
     from {{ this }}
 )
 {% endif %}

@@ -4,7 +4,11 @@
     (default GBP): GBP amounts are divided by the GBP value of one unit of
     the reporting currency for that month.
 -#}
-{%- set reporting_currency = var('reporting_currency', 'GBP') | trim | upper -%}
+{%- set reporting_currency = var('reporting_currency', 'GBP') | string | trim | upper -%}
+{#- An ISO 4217 code, nothing else: the value is pasted into SQL below. -#}
+{%- if not modules.re.fullmatch('[A-Z]{3}', reporting_currency) -%}
+    {{ exceptions.raise_compiler_error("var('reporting_currency') must be a 3-letter ISO currency code such as GBP or USD") }}
+{%- endif -%}
 
 with shipments as (
     select

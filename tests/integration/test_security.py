@@ -1,0 +1,249 @@
+"""Custom-run input is data: the hostile-input matrix (`pytest -m security`).
+
+Through the real deployment and worker: every case below passes the server's parameter schema
+and is refused by the flow's own checks, before dbt starts, naming the parameter (or job
+variable). All runs are created at once and awaited together (one worker, parallel processes):
+a few seconds of wall time per case instead of a run each. Then what the server's schema or the
+work pool's job template refuse, and a canary password on the Snowflake emulator's dev target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flows.dbt_williamgrant import dbt_williamgrant
+
+from dbt_runtime import project
+from dbt_runtime.settings import get_settings
+from migration.local_stack import LocalStack
+from tests.integration.test_secrets import CANARY, _run_record, files_containing
+from tests.integration.test_snowflake_path import (
+    PROJECT_DIR_ENV,
+    Emulator,
+    copy_project,
+    delete_dev_blocks,
+    dev_inputs,
+    flow_run_id,
+    register_dev,
+    running_emulator,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.security]
+
+JINJA_LEAK = "{{ log('X=' ~ env_var('HOME'), info=True) }}GBP"
+# case id -> (parameters, job variables, what the failed run's message says)
+WORKER_CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
+    "vars-jinja-value": (
+        {"vars": {"reporting_currency": JINJA_LEAK}},
+        {},
+        "parameter 'vars': key 'reporting_currency' holds the Jinja delimiter '{{'",
+    ),
+    "vars-jinja-key": ({"vars": {"{% do x %}": "1"}}, {}, "parameter 'vars': key '{% do x %}'"),
+    "vars-jinja-nested": (
+        {"vars": {"a": {"b": ["ok", "{# c #}"]}}},
+        {},
+        "parameter 'vars': key 'a.b[1]' holds the Jinja delimiter '{#'",
+    ),
+    "vars-run-query": (
+        {"vars": {"x": "{{ run_query('drop schema main cascade') }}"}},
+        {},
+        "parameter 'vars': key 'x'",
+    ),
+    "select-too-many": (
+        {"select": [f"stg_{i}" for i in range(101)]},
+        {},
+        "parameter 'select': 101 selectors, more than 100",
+    ),
+    "exclude-too-long": (
+        {"exclude": ["x" * 300]},
+        {},
+        "parameter 'exclude': a selector of 300 characters",
+    ),
+    "state-too-long": ({"state": "s" * 5000}, {}, "parameter 'state': 5000 characters"),
+    "state-outside-root": ({"state": "/etc"}, {}, "parameter 'state': '/etc' is not under"),
+    "state-traversal": ({"state": "../../../etc"}, {}, "is not under the state root"),
+    "env-project-dir": (
+        {},
+        {"env": {"WG_DBT_PROJECT_DIR": "/tmp/someone-elses-project"}},
+        "job variable 'env': a run may not set WG_DBT_PROJECT_DIR",
+    ),
+    "env-dbt-and-python": (
+        {},
+        {"env": {"DBT_PROFILES_DIR": "/tmp/p", "PYTHONPATH": "/tmp/x"}},
+        "a run may not set DBT_PROFILES_DIR, PYTHONPATH",
+    ),
+    "env-state-root": (
+        {"state": "/etc"},
+        {"env": {"WG_STATE_ROOT": "/"}},
+        "a run may not set WG_STATE_ROOT",
+    ),
+}
+
+
+async def _run_all(cases: dict[str, tuple[dict[str, Any], dict[str, Any], str]]) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(project.deployment_full_name())
+        created = {
+            case: await client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={"target": "local", "command": "seed", **params},
+                job_variables=job_vars or None,
+            )
+            for case, (params, job_vars, _) in cases.items()
+        }
+        deadline = time.monotonic() + 600
+        final: dict[str, Any] = {}
+        while len(final) < len(created):
+            for case, run in created.items():
+                if case in final:
+                    continue
+                now = await client.read_flow_run(run.id)
+                if now.state is not None and now.state.is_final():
+                    final[case] = (now, await _task_run_count(client, run.id))
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"runs not final after 600 s: {set(created) - set(final)}")
+            await asyncio.sleep(1)
+        return final
+
+
+async def _task_run_count(client: Any, run_id: Any) -> int:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs = await client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+    )
+    return len(runs)
+
+
+@pytest.fixture(scope="module")
+def worker_runs(stack: LocalStack) -> Iterator[tuple[dict[str, Any], float | None]]:
+    warehouse = stack.warehouse
+    before = warehouse.stat().st_mtime if warehouse.exists() else None
+    results = asyncio.run(_run_all(WORKER_CASES))
+    after = warehouse.stat().st_mtime if warehouse.exists() else None
+    yield results, (after if after != before else None)
+
+
+@pytest.mark.parametrize("case", list(WORKER_CASES))
+def test_hostile_custom_run_fails_before_dbt_naming_the_parameter(
+    worker_runs: tuple[dict[str, Any], float | None], case: str
+) -> None:
+    results, warehouse_touched = worker_runs
+    run, task_runs = results[case]
+    expected = WORKER_CASES[case][2]
+    assert run.state.is_failed(), (run.state.name, run.state.message)
+    assert expected in (run.state.message or ""), run.state.message
+    assert task_runs == 0  # no dbt node ran
+    assert warehouse_touched is None  # no case of the matrix opened the warehouse
+
+
+# -- refused by the server: the parameter schema and the work pool's job template --------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--param", "timeout_seconds=1000000000000"], "greater than the maximum of 86400"),
+        (["--job-variable", "command=sh -c 'cat /etc/passwd'"], "command"),
+        (["--job-variable", "working_dir=/tmp/elsewhere"], "working_dir"),
+    ],
+    ids=["timeout-over-24h", "jobvar-command", "jobvar-working-dir"],
+)
+def test_server_refuses_what_no_run_may_choose(
+    stack: LocalStack, args: list[str], expected: str
+) -> None:
+    done = stack.prefect(
+        "deployment", "run", project.deployment_full_name(), *args, "--param", "target=local",
+        check=False,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert expected in output, output
+
+
+def test_the_form_shows_the_timeout_bound(stack: LocalStack) -> None:
+    async def schema() -> dict[str, Any]:
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(project.deployment_full_name())
+            return dict(deployment.parameter_openapi_schema or {})
+
+    timeout = asyncio.run(schema())["properties"]["timeout_seconds"]
+    assert timeout["maximum"] == 86400 and timeout["exclusiveMinimum"] == 0
+
+
+# -- the canary on the Snowflake emulator's dev target -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    with running_emulator(tmp_path_factory.mktemp("fakesnow")) as running:
+        yield running
+
+
+def _dev_run(project_dir: Path, emulator: Emulator, mp: pytest.MonkeyPatch, **params: Any) -> Any:
+
+    mp.setenv(PROJECT_DIR_ENV, str(project_dir))
+    for key, value in emulator.profile_env().items():
+        mp.setenv(key, value)
+    get_settings.cache_clear()  # settings are read once per process; this test uses two projects
+    return dbt_williamgrant(target="dev", return_state=True, **params)
+
+
+def test_canary_password_never_leaves_dbt_whatever_the_parameters(
+    stack: LocalStack, emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Positive control and leak scan in one test: the emulator received the canary (so its
+    absence elsewhere means something), the run's final log line was read (no later batch is
+    missed), and no log, artifact, kept or temporary file, or warehouse table holds it. A model
+    that asks for the secret gets dbt's own refusal, and the run leaves no block value in the
+    environment."""
+    import tempfile
+
+    database = "WG_DEV_SECURITY"
+    register_dev(dev_inputs(database, WG_SNOWFLAKE_DEV_PASSWORD=CANARY))
+    project_dir = copy_project(tmp_path / "dbt_williamgrant")
+    probe_dir = copy_project(tmp_path / "probe" / "dbt_williamgrant")
+    (probe_dir / "models" / "secret_probe.sql").write_text(
+        "select '{{ env_var(\"DBT_ENV_SECRET_PASSWORD\") }}' as leaked\n"
+    )
+    run_tmp = tmp_path / "run-tmp"
+    run_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(run_tmp))
+    started, seen = time.time() - 1, len(emulator.logins)
+    try:
+        good = _dev_run(
+            project_dir, emulator, monkeypatch, command="seed", select=["raw_brands"],
+            vars={"reporting_currency": "USD"},
+        )  # fmt: skip
+        leaked_env = [k for k in os.environ if k.startswith(("PREFECT_BLOCKS_", "DBT_ENV_SECRET"))]
+        probe = _dev_run(probe_dir, emulator, monkeypatch, command="seed", select=["raw_brands"])
+    finally:
+        delete_dev_blocks()
+    assert good.is_completed(), good.message
+    logins = emulator.logins[seen:]
+    assert logins and {login.password for login in logins} == {CANARY}  # positive control
+    assert leaked_env == []
+    assert probe.is_failed()
+    assert "Secret env vars are allowed only in profiles.yml" in (probe.message or ""), (
+        probe.message
+    )
+
+    for state in (good, probe):
+        logs, artifacts, record = asyncio.run(_run_record(flow_run_id(state)))
+        assert logs and not [m for m in logs if CANARY in m]
+        assert not [a for a in artifacts if CANARY in a]
+        assert CANARY not in record
+    roots = [project_dir, probe_dir, run_tmp, stack.home]
+    assert files_containing(CANARY.encode(), roots, started) == []
+    rows = emulator.query(database, f"select * from {database}.raw.raw_brands")
+    assert rows and not [r for r in rows if CANARY in str(r)]
