@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flows.dbt_williamgrant import dbt_williamgrant
+from flows.dbt_project import dbt_project
 
 from dbt_runtime import project
 from dbt_runtime.settings import get_settings
@@ -196,7 +196,7 @@ def _dev_run(project_dir: Path, emulator: Emulator, mp: pytest.MonkeyPatch, **pa
     for key, value in emulator.profile_env().items():
         mp.setenv(key, value)
     get_settings.cache_clear()  # settings are read once per process; this test uses two projects
-    return dbt_williamgrant(target="dev", return_state=True, **params)
+    return dbt_project(target="dev", return_state=True, **params)
 
 
 def test_canary_password_never_leaves_dbt_whatever_the_parameters(
