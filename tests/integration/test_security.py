@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flows.dbt_project import dbt_project
 
 from dbt_runtime import project
 from dbt_runtime.settings import get_settings
+from flows.dbt_project import dbt_project
 from migration.local_stack import LocalStack
 from tests.integration.test_secrets import CANARY, _run_record, files_containing
 from tests.integration.test_snowflake_path import (
