@@ -312,7 +312,8 @@ def _project_with_local_package(dest: Path) -> Path:
     (package / "macros" / "cents.sql").write_text(
         "{% macro cents(x) %}({{ x }} * 100){% endmacro %}\n"
     )
-    (project / "packages.yml").write_text(f"packages:\n  - local: {package}\n")
+    # relative, as a repository would name it: the same text in every checkout
+    (project / "packages.yml").write_text("packages:\n  - local: ../wg_helpers\n")
     return project
 
 
