@@ -8,7 +8,7 @@ export PATH    := $(CURDIR)/$(VENV)/bin:$(PATH)
 # make variables (not settings of the runtime): DRY_RUN=1 prints a cloud plan and changes nothing.
 DRY_RUN_FLAG   := $(if $(filter-out 0,$(DRY_RUN)),--dry-run)
 
-.PHONY: setup run stop test lint deploy cloud-deploy cloud-quickstart pins bench
+.PHONY: setup run run-cloudlike stop test lint deploy cloud-deploy cloud-quickstart pins bench
 
 # A venv on the Python .python-version names (pyenv, python3.12 or uv's managed Python).
 setup: $(STAMP)
@@ -24,8 +24,15 @@ $(STAMP):
 run: setup
 	$(PY) -m migration local run
 
+# As Prefect Cloud runs it: a fresh environment per flow run (only what the Prefect image holds;
+# the pull steps install the rest), kept artifacts in S3 (moto), dbt on the Snowflake emulator;
+# a scheduled-style prod build and an ad-hoc dev build. Non-zero unless both Completed.
+run-cloudlike: setup
+	$(PY) -m migration cloudlike run
+
 stop:
-	@if [ -x $(PY) ]; then $(PY) -m migration local stop; else echo "nothing was started"; fi
+	@if [ -x $(PY) ]; then $(PY) -m migration local stop && $(PY) -m migration cloudlike stop; \
+	  else echo "nothing was started"; fi
 
 lint: setup
 	$(PY) -m ruff check .

@@ -3,9 +3,11 @@
 The process worker deletes a run's working directory (and with it dbt's target/), so each run
 copies run_results.json, manifest.json, dbt.log (and sources.json / catalog.json when dbt wrote
 them) to `<target>/<flow_run_id>/` in the block named by ARTIFACTS_BLOCK. Locally that block is
-a LocalFileSystem under the stack's home; in Prefect Cloud point WG_ARTIFACTS_BLOCK at a bucket
-block (e.g. `s3-bucket/wg-dbt-artifacts`): any block with read_path/write_path works, so
-swapping storage is configuration, not code.
+a LocalFileSystem under the stack's home; in Prefect Cloud, where every run starts in a fresh
+container, it is prefect-aws's S3Bucket (`s3-bucket/wg-dbt-artifacts`, registered by
+`python -m blocks.register_artifacts --bucket ...`; `make cloud-deploy` refuses a local one).
+Any block with read_path/write_path works; a missing object reads as "not kept" whatever the
+backend (`load_store` wraps the block).
 
 A missing block does not fail the run (the models still get built); the run logs a warning that
 names the fix, and retry / `state` keywords, which need kept artifacts, fail naming the block.
@@ -13,6 +15,7 @@ names the fix, and retry / `state` keywords, which need kept artifacts, fail nam
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -31,7 +34,7 @@ from dbt_runtime.invocation import (
     Target,
 )
 from dbt_runtime.project import FLOW_NAME, LEGACY_FLOW_NAMES, register_command
-from dbt_runtime.settings import get_settings
+from dbt_runtime.settings import env_name, get_settings
 
 KEPT_FILES = ("run_results.json", "manifest.json", "sources.json", "catalog.json")
 LOG_FILE = "dbt.log"
@@ -63,19 +66,71 @@ def artifacts_block() -> str:
 
 def register_hint(block: str | None = None) -> str:
     block = block or artifacts_block()
-    if block.startswith("local-file-system/"):
+    if block.startswith(f"{LOCAL_BLOCK_TYPE}/"):
         return f"run `{register_command('artifacts')} --basepath <dir outside the worker>`"
+    if block.startswith(f"{S3_BLOCK_TYPE}/"):
+        return (
+            f"run `{register_command('artifacts')} --bucket <bucket>`, "
+            f"or set {env_name('artifacts_block')}"
+        )
     return f"create the block {block} in Prefect, or set WG_ARTIFACTS_BLOCK"
+
+
+LOCAL_BLOCK_TYPE = "local-file-system"
+S3_BLOCK_TYPE = "s3-bucket"
+# Block type slug -> the module defining it: imported on its own, so loading the block need not
+# go through Block.load's import of every installed integration (see load_store).
+BLOCK_MODULES = {LOCAL_BLOCK_TYPE: "prefect.filesystems", S3_BLOCK_TYPE: "prefect_aws.s3"}
+
+
+def durable_store_problem(block: str | None = None) -> str | None:
+    """Why `block` cannot keep artifacts across fresh containers (None: it can)."""
+    block = block or artifacts_block()
+    if block.startswith(f"{LOCAL_BLOCK_TYPE}/"):
+        return (
+            f"artifact storage block {block} is a folder on the worker's disk, which a Prefect "
+            "Cloud container loses with the run (and retry, resume, state keywords, parity and "
+            f"the parse cache with it): run `{register_command('artifacts')} --bucket <name>` "
+            f"and set {env_name('artifacts_block')}={S3_BLOCK_TYPE}/<block name>"
+        )
+    return None
+
+
+class _MissingIsNotKept:
+    """A storage block whose missing objects raise FileNotFoundError on every backend
+    (LocalFileSystem raises ValueError, S3 botocore's ClientError NoSuchKey)."""
+
+    def __init__(self, block: Any) -> None:
+        self._block = block
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._block, name)
+
+    def read_path(self, path: str) -> bytes:
+        try:
+            return bytes(self._block.read_path(path))
+        except Exception as exc:
+            code = str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
+            if isinstance(exc, ValueError | FileNotFoundError) or code in _S3_MISSING:
+                raise FileNotFoundError(f"not kept: {location_of(self._block, path)}") from None
+            raise
+
+    def write_path(self, path: str, content: bytes) -> Any:
+        return self._block.write_path(path, content)
+
+
+_S3_MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
 def load_store() -> Any:
     """The configured filesystem block; ArtifactStoreError naming the fix when it is missing."""
-    import prefect.filesystems  # noqa: F401 - registers the built-in storage block classes
     from prefect.blocks.core import Block
     from prefect.utilities.dispatch import lookup_type
 
     block = artifacts_block()
     slug, _, name = block.partition("/")
+    if slug in BLOCK_MODULES:  # registers the block class
+        importlib.import_module(BLOCK_MODULES[slug])
     # A block class already imported (local-file-system is built in) loads directly; Block.load
     # first imports every installed Prefect integration to find the class (3.8 s here:
     # prefect-snowflake pulls in snowflake.core), which a bucket block from an integration needs.
@@ -84,7 +139,7 @@ def load_store() -> Any:
     except KeyError:
         cls, key = Block, block
     try:
-        return cls.load(key)
+        return _MissingIsNotKept(cls.load(key))
     except (ValueError, KeyError) as exc:
         raise ArtifactStoreError(
             f"artifact storage block {block} not found ({exc}): {register_hint(block)}"
@@ -95,8 +150,20 @@ def run_key(target: str, flow_run_id: str) -> str:
     return f"{target}/{flow_run_id}"
 
 
+def location_of(store: Any, path: str) -> str:
+    """Where `path` of the store lives: s3://bucket/folder/path for a bucket block."""
+    bucket = getattr(store, "bucket_name", None)
+    if bucket:
+        folder = str(getattr(store, "bucket_folder", "") or "").strip("/")
+        return f"s3://{bucket}/{folder + '/' if folder else ''}{path}"
+    return location(store, path).rstrip("/")
+
+
 def location(store: Any, key: str) -> str:
-    """A link to the kept files: a file:// URL for a local folder, `<block>:<key>` otherwise."""
+    """A link to the kept files: a file:// URL for a local folder, s3:// for a bucket,
+    `<block>:<key>` otherwise."""
+    if getattr(store, "bucket_name", None):
+        return location_of(store, key) + "/"
     basepath = getattr(store, "basepath", None)
     if basepath and "://" not in str(basepath):
         return (Path(str(basepath)).expanduser().resolve() / key).as_uri() + "/"
@@ -271,11 +338,38 @@ def register_local_store(basepath: Path, name: str | None = None) -> str:
 
     block = name or artifacts_block()
     block_type, _, block_name = block.partition("/")
-    if block_type != "local-file-system":
+    if block_type != LOCAL_BLOCK_TYPE:
         raise ArtifactStoreError(f"{block} is not a local-file-system block; create it in Prefect")
     basepath.mkdir(parents=True, exist_ok=True)
     LocalFileSystem(basepath=str(basepath.resolve())).save(block_name, overwrite=True)
     return block
+
+
+def register_s3_store(
+    bucket: str,
+    folder: str = "",
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+) -> str:
+    """Create (or repoint) the S3Bucket artifacts block and the AwsCredentials block it reads,
+    both named like the configured block's name; idempotent. Without keys the bucket block
+    uses boto3's default chain (an instance or task role)."""
+    from prefect_aws import AwsClientParameters, AwsCredentials
+    from prefect_aws.s3 import S3Bucket
+
+    block_name = artifacts_block().partition("/")[2]
+    credentials = AwsCredentials(
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        region_name=region,
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint_url),
+    )
+    credentials.save(block_name, overwrite=True)
+    store = S3Bucket(bucket_name=bucket, bucket_folder=folder, credentials=credentials)
+    store.save(block_name, overwrite=True)
+    return f"{S3_BLOCK_TYPE}/{block_name}"
 
 
 def state_cache_dir(flow_run_id: str) -> Path:

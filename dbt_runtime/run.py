@@ -15,12 +15,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from dbt.cli.main import dbtRunner
+from dbt.version import __version__ as dbt_version
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from dbt_runtime import artifact_store, guards, notify, partial_parse
+from dbt_runtime import artifact_store, guards, notify, packages, partial_parse
 from dbt_runtime.failures import Failure, failure_of
 from dbt_runtime.invocation import DbtCommand, DbtInvocation, require_selected_nodes
 from dbt_runtime.node_reporter import run_dbt_with_node_reporting
@@ -86,6 +88,7 @@ def run_dbt(invocation: DbtInvocation, profile: RunProfile) -> dict[str, int] | 
         log_dir = Path(tmp) / "logs"
         error: Exception | None = None
         try:
+            _install_packages(store, project_dir, profiles_dir, logger)
             # prefect-dbt's runner with a task run per node, reported off dbt's threads
             # (dbt_runtime/node_reporter.py); failures are read from run_results.json below.
             # Secrets exist (as DBT_ENV_SECRET_*) only while dbt runs (profiles.py).
@@ -210,6 +213,20 @@ def _partial_parse(
             partial_parse.keep(store, target, project_dir, project_dir / TARGET_DIR)
     except Exception as exc:  # a cache: never let it fail the run
         logger.warning("dbt partial-parse state not %sd: %s", action, exc)
+
+
+def _install_packages(store: Any, project_dir: Path, profiles_dir: Path, logger: Any) -> None:
+    """`dbt deps` before dbt runs, as dbt Cloud did; cached by the lock's hash (packages.py)."""
+
+    def deps() -> None:
+        args = ["deps", "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir)]
+        result = dbtRunner().invoke(args)
+        if not result.success:
+            raise RuntimeError(f"dbt deps failed: {result.exception or 'see its log lines'}")
+
+    ready = packages.ensure_packages(store, project_dir, deps, dbt_version)
+    if ready is not None:
+        logger.info("dbt packages %s (%s)", ready.how, ready.key)
 
 
 def _keep_manifest(

@@ -17,6 +17,9 @@ from dbt_runtime.invocation import FINISHED_STATE_TYPES, StateKeyword, Target
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.block:  # a prefect.yaml build step: what the deployment's runs are told to use
+        print(artifact_store.artifacts_block())
+        return 0
     try:
         store = artifact_store.load_store()
         if args.flow_run:
@@ -50,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--flow-run", metavar="ID", help="the flow run id (from the UI or logs)")
     which.add_argument("--latest", action="store_true", help="the newest run on --target")
+    which.add_argument(
+        "--block", action="store_true", help="print the storage block runs keep artifacts in"
+    )
     parser.add_argument(
         "--target", choices=[t.value for t in Target], help="with --latest: the target"
     )

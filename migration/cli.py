@@ -16,8 +16,8 @@ Handler = Callable[[argparse.Namespace], int]
 # The command modules, in the order `--help` lists them.
 COMMAND_MODULES = [
     "migration.local_stack",
+    "migration.cloudlike",
     "migration.source",
-    "migration.requirements",
     "migration.concurrency",
     "migration.cloud",
     "migration.notifications",

@@ -27,6 +27,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from dbt_runtime import artifact_store
 from dbt_runtime.profiles import REGISTERED_BY, block_refs, load_profiles, profile_targets
 from dbt_runtime.project import (
     LEGACY_FLOW_NAMES,
@@ -36,6 +37,7 @@ from dbt_runtime.project import (
     deployment_config,
     deployment_full_name,
     entrypoint,
+    register_command,
     source_config,
     work_pool_name,
 )
@@ -99,7 +101,8 @@ def deploy_plan() -> list[Step]:
         ),
         Step(
             (_python(), "-m", "migration", "cloud", "check-blocks"),
-            "check the blocks the deployment needs exist (GitHub, Snowflake dev/prod)",
+            "check the blocks the deployment needs exist (GitHub, Snowflake dev/prod, and an "
+            "S3 bucket for kept artifacts: WG_ARTIFACTS_BLOCK)",
         ),
         Step(
             (_python(), "-m", "prefect", "--no-prompt", "deploy", "--all"),
@@ -185,6 +188,8 @@ def required_blocks() -> list[tuple[str, str, str]]:
         for ref in sorted(block_refs(settings), key=str):
             script = REGISTERED_BY.get(ref.block_type, "register it").format(target=target)
             needed.append((ref.block_type, ref.name, script))
+    store_type, _, store_name = artifact_store.artifacts_block().partition("/")
+    needed.append((store_type, store_name, f"{register_command('artifacts')} --bucket <bucket>"))
     return needed
 
 
@@ -192,7 +197,9 @@ async def _missing_blocks() -> list[str]:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    missing = []
+    # Every Cloud run starts in a fresh container: kept artifacts need a bucket, not a folder.
+    problem = artifact_store.durable_store_problem()
+    missing = [problem] if problem else []
     async with get_client() as client:
         for block_type, name, script in required_blocks():
             try:

@@ -46,6 +46,9 @@ class LocalStack:
     port: int = field(default_factory=lambda: get_settings().prefect_port)
     repository: Path = REPO_ROOT
     extra_env: dict[str, str] = field(default_factory=dict)
+    worker_limit: int | None = None  # flow runs the worker runs at once (None: no limit)
+    # What stop() ends, in order, by the PID files _spawn wrote.
+    processes: tuple[str, ...] = ("worker", "server")
 
     @property
     def api_url(self) -> str:
@@ -146,7 +149,8 @@ class LocalStack:
         prefect = str(Path(sys.executable).parent / "prefect")
         self._spawn(
             "worker",
-            [prefect, "worker", "start", "--pool", work_pool_name(), "--type", "process"],
+            [prefect, "worker", "start", "--pool", work_pool_name(), "--type", "process"]
+            + (["--limit", str(self.worker_limit)] if self.worker_limit else []),
             # Poll for runs every WG_WORKER_QUERY_SECONDS instead of Prefect's 10 s: an ad-hoc
             # run starts within a second or two, at the price of a cheap query per poll.
             {"PREFECT_WORKER_QUERY_SECONDS": str(get_settings().worker_query_seconds)},
@@ -155,7 +159,7 @@ class LocalStack:
     def stop(self) -> list[str]:
         """Stop the worker, then the server (process groups, by PID). Returns what was stopped."""
         stopped = []
-        for name in ("worker", "server"):
+        for name in self.processes:
             pid = self._running_pid(name)
             if pid is None:
                 continue

@@ -23,11 +23,22 @@ def test_pull_steps_clone_the_deployed_commit_then_install_requirements() -> Non
     (clone_step,) = pull[0].values()
     assert "git_clone" in next(iter(pull[0]))
     assert clone_step["commit_sha"] == "{{ commit.stdout }}"
+    # Declarative: no repository code runs before the requirements are installed.
+    assert "run_shell_script" in next(iter(pull[1]))
     (install_step,) = pull[1].values()
     assert install_step["directory"] == "{{ clone.directory }}"
     assert install_step["script"].split() == [
-        "python", "-m", "migration", "requirements", "install", "--file", "requirements.txt",
+        "uv", "pip", "install", "--python", "python", "--quiet", "-r", "requirements.txt",
     ]  # fmt: skip
+    assert len(pull) == 2
+
+
+def test_runs_are_told_the_artifacts_block_the_deploy_was_given() -> None:
+    build = {next(iter(step.values()))["id"]: step for step in project.prefect_config()["build"]}
+    (step,) = build["artifacts-block"].values()
+    assert step["script"] == "python -m migration artifacts --block"
+    env = project.deployment_config()["work_pool"]["job_variables"]["env"]
+    assert env == {"WG_ARTIFACTS_BLOCK": "{{ artifacts-block.stdout }}"}
 
 
 def test_schedules_replicate_the_dbt_cloud_jobs() -> None:
