@@ -103,3 +103,25 @@ def test_quickstart_form_equals_the_deployed_form_and_is_typed(
     assert (properties["command"]["default"], properties["target"]["default"]) == ("build", "dev")
     assert properties["timeout_seconds"]["type"] == "integer"
     assert properties["timeout_seconds"]["default"] == 3 * 60 * 60
+
+
+def test_both_cloud_paths_retire_the_deployment_of_the_flows_earlier_name(
+    stack: LocalStack,
+) -> None:
+    """After the rename a redeploy creates dbt_project/williamgrant; the old deployment would
+    keep its schedules, so both plans delete it (its runs stay)."""
+    for plan in (cloud.deploy_plan(), cloud.quickstart_plan("0" * 40)):
+        assert any(s.argv[-2:] == ("cloud", "retire-legacy") for s in plan)
+    (legacy,) = project.LEGACY_FLOW_NAMES
+    api = stack.api_url
+    flow_id = httpx.post(f"{api}/flows/", json={"name": legacy}).json()["id"]
+    body = {"name": "williamgrant", "flow_id": flow_id, "entrypoint": "flows/old.py:old"}
+    assert httpx.post(f"{api}/deployments/", json=body).status_code in (200, 201)
+    done = subprocess.run(
+        [sys.executable, "-m", "migration", "cloud", "retire-legacy"],
+        cwd=project.REPO_ROOT, env=stack.env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"deleted deployment {legacy}/williamgrant" in done.stdout
+    assert httpx.get(f"{api}/deployments/name/{legacy}/williamgrant").status_code == 404
+    assert httpx.get(f"{api}/deployments/name/{project.deployment_full_name()}").status_code == 200
