@@ -303,12 +303,16 @@ def run_main() -> int:
         "dev (ad hoc)": {"target": "dev", "command": "build", "exclude": EMULATOR_EXCLUDE},
     }
     results = []
-    for label, parameters in runs.items():
-        print(f"\n== {label}: {json.dumps(parameters)}", flush=True)
-        result = trigger_run(stack, parameters)
-        result["kept"] = kept_location(stack, result["flow_run_id"])
-        result["fresh_environment"] = stack.fresh_record(result["flow_run_id"])
-        results.append((label, result))
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # Prefect read its settings when prepare() imported it: point this process's client here.
+    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        for label, parameters in runs.items():
+            print(f"\n== {label}: {json.dumps(parameters)}", flush=True)
+            result = trigger_run(stack, parameters)
+            result["kept"] = kept_location(stack, result["flow_run_id"])
+            result["fresh_environment"] = stack.fresh_record(result["flow_run_id"])
+            results.append((label, result))
     print()
     for label, result in results:
         total = sum(result["nodes"].values())
