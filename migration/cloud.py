@@ -92,6 +92,21 @@ def _python() -> str:
     return sys.executable
 
 
+def _finishing_steps() -> list[Step]:
+    """What both cloud paths end with, after their deployment exists."""
+    return [
+        Step(
+            (_python(), "-m", "migration", "cloud", "retire-legacy"),
+            "delete the deployment of the flow's earlier name, if any (its runs stay)",
+        ),
+        Step(
+            (_python(), "-m", "migration", "notifications", "apply"),
+            "apply notifications.yaml: one automation per rule; fails if a destination block "
+            "is missing",
+        ),
+    ]
+
+
 def deploy_plan() -> list[Step]:
     pool = work_pool_name()
     return [
@@ -108,15 +123,7 @@ def deploy_plan() -> list[Step]:
             (_python(), "-m", "prefect", "--no-prompt", "deploy", "--all"),
             "deploy prefect.yaml: one deployment, pull steps pinned to HEAD, schedules by slug",
         ),
-        Step(
-            (_python(), "-m", "migration", "cloud", "retire-legacy"),
-            "delete the deployment of the flow's earlier name, if any (its runs stay)",
-        ),
-        Step(
-            (_python(), "-m", "migration", "notifications", "apply"),
-            "apply notifications.yaml: one automation per rule; fails if a destination block "
-            "is missing",
-        ),
+        *_finishing_steps(),
     ]
 
 
@@ -160,15 +167,7 @@ def quickstart_plan(commit: str) -> list[Step]:
             "replace prefect-cloud's single local-time schedule with prefect.yaml's (UTC, slugs), "
             "each active only if the scheduler record says Prefect runs the job",
         ),
-        Step(
-            (_python(), "-m", "migration", "cloud", "retire-legacy"),
-            "delete the deployment of the flow's earlier name, if any (its runs stay)",
-        ),
-        Step(
-            (_python(), "-m", "migration", "notifications", "apply"),
-            "apply notifications.yaml: one automation per rule; fails if a destination block "
-            "is missing",
-        ),
+        *_finishing_steps(),
     ]
 
 

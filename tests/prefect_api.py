@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 LOG_PAGE = 200  # the server's maximum logs per read
@@ -55,3 +56,19 @@ def wait_for_logs(flow_run_id: str, until: str, timeout: float = 60.0) -> list[A
 
 def log_text(logs: list[Any]) -> str:
     return "\n".join(log.message for log in logs)
+
+
+def engine_pids(flow_run_id: str) -> list[int]:
+    """PIDs of the process(es) executing this flow run (children of a worker), from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in environ and b"prefect" in cmdline:
+            pids.append(int(entry.name))
+    return sorted(pids)

@@ -40,7 +40,7 @@ from migration.cloudlike import (
     scheduled_parameters,
 )
 from migration.local_stack import trigger_run
-from tests.prefect_api import log_text, wait_for_logs
+from tests.prefect_api import engine_pids, log_text, wait_for_logs
 
 pytestmark = [pytest.mark.integration, pytest.mark.cloudlike]
 BLOCK_ENV = env_name("artifacts_block")
@@ -173,21 +173,6 @@ def test_a_missing_object_reads_as_not_kept(cloud: CloudlikeStack) -> None:
 # -- crash, resume, state keywords ---------------------------------------------------------------
 
 
-def _engine_pids(flow_run_id: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in environ and b"prefect" in cmdline:
-            pids.append(int(entry.name))
-    return sorted(pids)
-
-
 async def _active_slots(target: Target) -> int:
     from prefect.client.orchestration import get_client
 
@@ -218,7 +203,7 @@ def _kill_mid_build(parameters: dict[str, Any]) -> Any:
                     break
                 assert time.monotonic() < deadline, "the build never got going"
                 await asyncio.sleep(0.5)
-            for pid in _engine_pids(str(run.id)):
+            for pid in engine_pids(str(run.id)):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             while not ((live := await client.read_flow_run(run.id)).state.is_final()):

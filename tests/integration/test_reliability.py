@@ -24,6 +24,7 @@ from dbt_runtime.invocation import Target
 from dbt_runtime.node_reporter import recorded_task_runs
 from dbt_runtime.profiles import ProfileError, run_profile
 from migration.local_stack import LocalStack
+from tests.prefect_api import engine_pids
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -288,22 +289,6 @@ def test_an_unreachable_warehouse_fails_fast_naming_account_and_user(
 # -- crash -------------------------------------------------------------------------------------
 
 
-def _engine_pids(flow_run_id: str) -> list[int]:
-    """PIDs of the process(es) executing this flow run (children of the session's worker)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in environ and b"prefect" in cmdline:
-            pids.append(int(entry.name))
-    return sorted(pids)
-
-
 def test_a_killed_run_ends_crashed_frees_its_target_and_resumes_without_rebuilding(
     stack: LocalStack,
 ) -> None:
@@ -329,7 +314,7 @@ def test_a_killed_run_ends_crashed_frees_its_target_and_resumes_without_rebuildi
                     break
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.5)
-            pids = _engine_pids(str(run.id))
+            pids = engine_pids(str(run.id))
             assert pids, "flow-run process not found"
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
