@@ -31,7 +31,7 @@ from typing import Any
 
 from dbt_runtime import artifact_store
 from dbt_runtime.project import REPO_ROOT, schedules, work_pool_name
-from dbt_runtime.settings import env_name
+from dbt_runtime.settings import env_name, get_settings
 from migration.cloud import pinned_version, python_version
 from migration.local_stack import DEFAULT_HOME, LocalStack, free_port, trigger_run
 
@@ -283,8 +283,6 @@ def kept_location(stack: CloudlikeStack, flow_run_id: str) -> str:
     """Where the run's artifacts were kept, read back from the S3 store ("not kept" if none)."""
     os.environ[env_name("artifacts_block")] = S3_BLOCK
     from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from dbt_runtime.settings import get_settings
 
     get_settings.cache_clear()
     with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
