@@ -68,7 +68,8 @@ SECRET_FIELDS = frozenset(
         "keyfile_json",
     }
 )
-SECRET_ENV_PREFIX = "DBT_ENV_SECRET_"  # dbt's own: scrubbed from logs, refused to models
+# dbt's own prefix: scrubbed from logs, refused to models.
+SECRET_ENV_PREFIX = "DBT_ENV_SECRET_"  # pragma: allowlist secret
 PREFECT_BLOCK_ENV_PREFIX = "PREFECT_BLOCKS_"  # what prefect-dbt exports block values as
 MASK = "*****"  # what dbt writes in place of a secret
 _JINJA = ("{{", "{%", "{#")

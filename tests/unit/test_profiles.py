@@ -150,7 +150,8 @@ def test_a_runs_profile_keeps_what_it_read_for_the_guards_but_never_shows_secret
 ) -> None:
     credentials = {
         "account": "wg12345", "user": "DBT_DEV", "role": "R", "authenticator": "snowflake",
-        "password": "s3cr3t-value", "private_key": None, "private_key_passphrase": None,
+        "password": "s3cr3t-value",  # pragma: allowlist secret
+        "private_key": None, "private_key_passphrase": None,
     }  # fmt: skip
     connector = {"database": "D", "warehouse": "W", "schema": "S"}
     server = FakeServer({CREDENTIALS: credentials, CONNECTOR: connector})
@@ -182,17 +183,18 @@ def test_secret_fields_are_written_as_dbt_secret_env_references_never_values(
         "user": "{{ prefect.blocks.snowflake-credentials.wg-dbt-dev.user }}",
         "password": "{{ prefect.blocks.snowflake-credentials.wg-dbt-dev.password }}",
     }
-    blocks = {creds: {"user": "WG_DBT_DEV", "password": "pw-canary-123"}}
+    canary = "pw-canary-123"  # pragma: allowlist secret
+    blocks = {creds: {"user": "WG_DBT_DEV", "password": canary}}
     rendered, secrets = render_settings(settings, blocks, {}, "dev")
     assert rendered["user"] == "WG_DBT_DEV"
     assert rendered["password"] == "{{ env_var('DBT_ENV_SECRET_PASSWORD') }}"
     profile = RunProfile("wg", "dev", settings, blocks, rendered, secrets)
     written = (profile.write(tmp_path / "p") / "profiles.yml").read_text()
-    assert "pw-canary-123" not in written and "prefect.blocks" not in written
-    assert profile.scrub("login with pw-canary-123 failed") == "login with ***** failed"
+    assert canary not in written and "prefect.blocks" not in written
+    assert profile.scrub(f"login with {canary} failed") == "login with ***** failed"
     os.environ["PREFECT_BLOCKS_LEFTOVER"] = "x"
     with secrets_in_environment(profile):
-        assert os.environ["DBT_ENV_SECRET_PASSWORD"] == "pw-canary-123"
+        assert os.environ["DBT_ENV_SECRET_PASSWORD"] == canary
         assert "PREFECT_BLOCKS_LEFTOVER" not in os.environ
     assert "DBT_ENV_SECRET_PASSWORD" not in os.environ
 
