@@ -358,8 +358,13 @@ def trigger_run(
     stack: LocalStack, parameters: dict[str, Any], timeout: float = 900, out: Any = sys.stdout
 ) -> dict[str, Any]:
     """Start an ad-hoc run of the deployment, stream its logs, return its final state."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     os.environ.update({k: v for k, v in stack.env().items() if k.startswith("PREFECT_")})
-    return asyncio.run(_trigger_and_follow(stack, parameters, timeout, out))
+    # Prefect reads its settings when first imported, which may have been before the line
+    # above: point this process's client at the stack explicitly.
+    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        return asyncio.run(_trigger_and_follow(stack, parameters, timeout, out))
 
 
 def run_main(parameters: dict[str, Any]) -> int:

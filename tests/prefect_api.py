@@ -7,10 +7,11 @@ deadline: never a fixed sleep, never a single read.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
+
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 LOG_PAGE = 200  # the server's maximum logs per read
 
@@ -42,7 +43,8 @@ def wait_for_logs(flow_run_id: str, until: str, timeout: float = 60.0) -> list[A
     """
     deadline = time.monotonic() + timeout
     while True:
-        logs = asyncio.run(read_flow_run_logs(flow_run_id))
+        # Also from inside a running event loop (Playwright's sync API runs one).
+        logs = run_coro_as_sync(read_flow_run_logs(flow_run_id))
         if any(until in log.message for log in logs):
             return logs
         if time.monotonic() > deadline:
