@@ -14,7 +14,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO
+from typing import IO, Protocol
 
 from blocks._inputs import EnvInput, InputError, help_text
 
@@ -88,3 +88,27 @@ def run(
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SERVER_ERROR
     return EXIT_OK
+
+
+class Main(Protocol):
+    """A script's `main(argv, env, stdin)`: its exit code."""
+
+    def __call__(
+        self,
+        argv: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: IO[str] | None = None,
+    ) -> int: ...
+
+
+def script_main(build_parser: Callable[[], argparse.ArgumentParser], prepare: Prepare) -> Main:
+    """The script's `main`: `run` with its parser and its `prepare`."""
+
+    def main(
+        argv: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: IO[str] | None = None,
+    ) -> int:
+        return run(build_parser(), prepare, argv, env, stdin)
+
+    return main

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from blocks._cli import Save, ServerError, run, script_parser
+from blocks._cli import Save, ServerError, script_main, script_parser
 from blocks._inputs import EnvInput, InputError, env_value
 from dbt_runtime.artifact_store import register_local_store, register_s3_store
 from dbt_runtime.project import register_command
@@ -87,8 +87,7 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]) ->
     return save_s3
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run(build_parser(), prepare, argv)
+main = script_main(build_parser, prepare)
 
 
 if __name__ == "__main__":

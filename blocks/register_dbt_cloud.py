@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping
 from typing import IO
 
-from blocks._cli import Save, run, script_parser
+from blocks._cli import Save, script_main, script_parser
 from blocks._inputs import EnvInput, check_value, env_value, secret_value
 from dbt_runtime.dbt_cloud import BLOCK_ENV, DEFAULT_BLOCK
 from dbt_runtime.project import register_command
@@ -85,12 +85,7 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]) ->
     return save
 
 
-def main(
-    argv: list[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    stdin: IO[str] | None = None,
-) -> int:
-    return run(build_parser(), prepare, argv, env, stdin)
+main = script_main(build_parser, prepare)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Mapping
 from typing import IO, Any
 
-from blocks._cli import Save, ServerError, run, script_parser
+from blocks._cli import Save, ServerError, script_main, script_parser
 from blocks._inputs import EnvInput, InputError, env_value, secret_value
 from dbt_runtime.notification_rules import (
     REGISTER_SCRIPT,
@@ -204,12 +204,7 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]) ->
     return save
 
 
-def main(
-    argv: list[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    stdin: IO[str] | None = None,
-) -> int:
-    return run(build_parser(), prepare, argv, env, stdin)
+main = script_main(build_parser, prepare)
 
 
 if __name__ == "__main__":

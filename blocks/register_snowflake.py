@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from blocks._cli import Save, ServerError, run, script_parser
+from blocks._cli import Save, ServerError, script_main, script_parser
 from blocks._inputs import EnvInput, InputError, env_value, read_stdin_secret
 from dbt_runtime.invocation import Target
 from dbt_runtime.profiles import (
@@ -400,12 +400,7 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]) ->
     return save
 
 
-def main(
-    argv: list[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    stdin: IO[str] | None = None,
-) -> int:
-    return run(build_parser(), prepare, argv, env, stdin)
+main = script_main(build_parser, prepare)
 
 
 if __name__ == "__main__":
