@@ -17,9 +17,21 @@ and replaces only its dbt callback (`_create_unified_callback`, the one seam pre
   task inputs so the run graph has edges) and routes each node's log lines to its task run;
 - Prefect's own batching does the rest: events go out over one websocket, logs in batches.
 
-The flow run shows each node Running -> Completed / Failed (skipped nodes: Completed named
-"Skipped") while dbt runs, the node's dbt log lines on its task run, and a progress line every
-WG_PROGRESS_INTERVAL_SECONDS. Outside a flow run nothing is reported (as with PrefectDbtRunner).
+What a node costs is per event and per log record, so each node sends as few as it can
+(profile and figures: README, "Performance"):
+- a node that finishes within RUNNING_GRACE_SECONDS of its start sends one event, its final
+  state (the task run still has its start and end time); only a node still running after that
+  is announced Running first, so a long model shows as running while it runs;
+- a node's dbt lines go out as one log record when it finishes (or is announced Running), not
+  one record per line;
+- a node's dbt lines go to the server only (the run's logs in the UI), not through Prefect's
+  console handler: dbt prints nothing in a flow run (prefect-dbt sets its console level to
+  none), and rendering each line with Rich for the worker's output was half the reporter's time.
+
+The flow run shows each node as a task run while dbt runs: Completed / Failed (skipped nodes:
+Completed named "Skipped"), Running first when it outlasts the grace; the node's dbt log lines
+on its task run, and a progress line every WG_PROGRESS_INTERVAL_SECONDS. Outside a flow run
+nothing is reported (as with PrefectDbtRunner).
 """
 
 from __future__ import annotations
@@ -51,6 +63,10 @@ NODE_FINISHED = "NodeFinished"
 LOGGED_LEVELS = frozenset({"info", "warn", "error"})
 TASK_KEY_PREFIX = "dbt-node"  # a node's task run: task_key "dbt-node-<unique_id>"
 SKIPPED_STATE_NAME = "Skipped"  # a skipped node's task run: Completed, with this name
+# A node still running this long after dbt started it is announced Running; one that finishes
+# sooner sends only its final state (one event instead of two).
+RUNNING_GRACE_SECONDS = 1.0
+NODE_LOGGER_NAME = "prefect.task_runs.dbt"  # the node lines' logger: to the API only
 
 
 @dataclass
@@ -62,6 +78,9 @@ class _Node:
     logger: logging.LoggerAdapter[logging.Logger]
     last_event: Any = None  # the previous state event, so the server orders states right
     finished: bool = False
+    announced: bool = False  # its Running state was sent (it ran longer than the grace)
+    held_lines: list[tuple[int, str]] = field(default_factory=list)  # until announced/finished
+    started: float = 0.0  # time.monotonic() when the reporter saw it start
 
 
 @dataclass
@@ -88,6 +107,7 @@ class NodeReporter:
     this forwards raw event messages."""
     _queue: queue.SimpleQueue[tuple[str, Any] | None] = field(default_factory=queue.SimpleQueue)
     _nodes: dict[str, _Node] = field(default_factory=dict)
+    _unannounced: dict[str, _Node] = field(default_factory=dict)  # started, not yet Running
     _parents: dict[str, list[str]] | None = None
     _thread: threading.Thread | None = None
     _statuses: Counter[str] = field(default_factory=Counter)
@@ -127,7 +147,10 @@ class NodeReporter:
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._next_wakeup())
+            except queue.Empty:
+                item = ("tick", None)
             if item is None:
                 return
             kind, event = item
@@ -136,14 +159,44 @@ class NodeReporter:
                     self._node_started(event)
                 elif kind == NODE_FINISHED:
                     self._node_finished(event)
-                else:
+                elif kind == "log":
                     self._log(event)
+                self._announce_long_running()
             except Exception:  # reporting must never fail or stall the dbt run
                 logging.getLogger(__name__).exception("could not report dbt event %s", kind)
             now = time.monotonic()
             if now - self._last_progress >= self.progress_interval:
                 self._last_progress = now
                 self.flow_logger.info("dbt progress: %s", self.progress())
+
+    def _next_wakeup(self) -> float:
+        """Seconds until the oldest unannounced node reaches the grace, or the next progress
+        line is due."""
+        now = time.monotonic()
+        due = self._last_progress + self.progress_interval
+        if self._unannounced:
+            oldest = next(iter(self._unannounced.values()))
+            due = min(due, oldest.started + RUNNING_GRACE_SECONDS)
+        return max(due - now, 0.01)
+
+    def _announce_long_running(self) -> None:
+        """Send Running for the nodes still running after the grace (oldest first)."""
+        limit = time.monotonic() - RUNNING_GRACE_SECONDS
+        while self._unannounced:
+            node = next(iter(self._unannounced.values()))
+            if node.started > limit:
+                return
+            del self._unannounced[node.unique_id]
+            node.last_event = self._emit(node.task_run, None, node.task_run.state, None)
+            node.announced = True
+            self._release_lines(node)
+
+    def _release_lines(self, node: _Node) -> None:
+        """A node's held dbt lines as one log record (its START and result lines, typically)."""
+        if node.held_lines:
+            level = max(level for level, _ in node.held_lines)
+            node.logger.log(level, "%s", "\n".join(line for _, line in node.held_lines))
+            node.held_lines.clear()
 
     def progress(self) -> str:
         running = sum(1 for n in self._nodes.values() if not n.finished)
@@ -161,7 +214,7 @@ class NodeReporter:
 
     def _node_started(self, event: Any) -> None:
         from prefect.client.schemas.objects import TaskRun, TaskRunResult
-        from prefect.logging.loggers import PrefectLogAdapter, get_logger
+        from prefect.logging.loggers import PrefectLogAdapter
         from prefect.states import Running
 
         info = event.data.node_info
@@ -203,7 +256,7 @@ class NodeReporter:
             state=state,
         )
         logger = PrefectLogAdapter(
-            get_logger("prefect.task_runs"),
+            _node_logger(),
             extra={
                 "task_run_id": task_run_id,
                 "flow_run_id": str(self.flow_run_id),
@@ -214,8 +267,9 @@ class NodeReporter:
             },
         )
         node = _Node(unique_id=unique_id, task_run=task_run, logger=logger)
+        node.started = time.monotonic()
         self._nodes[unique_id] = node
-        node.last_event = self._emit(task_run, None, state, None)
+        self._unannounced[unique_id] = node  # announced Running only if it outlasts the grace
 
     def _node_finished(self, event: Any) -> None:
         info = event.data.node_info
@@ -255,8 +309,11 @@ class NodeReporter:
         task_run.end_time = stamp
         task_run.state, task_run.state_id = state, state.id
         task_run.state_type, task_run.state_name = state.type, state.name
+        # A node that never announced Running sends only this, its final state.
+        self._unannounced.pop(node.unique_id, None)
         node.last_event = self._emit(task_run, previous, state, node.last_event)
         node.finished = True
+        self._release_lines(node)
         self._statuses[status or statuses.success] += 1
 
     def _emit(self, task_run: Any, previous: Any, state: Any, follows: Any) -> Any:
@@ -274,12 +331,29 @@ class NodeReporter:
         except ValueError:
             unique_id = ""
         node = self._nodes.get(unique_id) if unique_id else None
-        (node.logger if node is not None else self.flow_logger).log(
-            level, "%s", self.scrub(event.info.msg)
-        )
+        message = self.scrub(event.info.msg)
+        if node is None:
+            self.flow_logger.log(level, "%s", message)
+        elif node.announced or node.finished:
+            node.logger.log(level, "%s", message)
+        else:  # a node that may finish within the grace: its lines go out as one record
+            node.held_lines.append((level, message))
 
 
 _LOG_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+def _node_logger() -> logging.Logger:
+    """The logger of dbt's per-node lines: Prefect's API handler only (the run's logs in the UI),
+    not its console handler (see the module docstring)."""
+    from prefect.logging.handlers import APILogHandler
+
+    logger = logging.getLogger(NODE_LOGGER_NAME)
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        logger.addHandler(APILogHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
 
 
 def _timestamp(value: str) -> datetime:

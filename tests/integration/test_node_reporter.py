@@ -1,5 +1,6 @@
 """dbt_runtime/node_reporter.py on a real dbt build inside a real flow run: each node becomes a
-task run with its state and its own dbt log lines, failures and skips included."""
+task run with its state and its own dbt log lines, failures and skips included; a node that
+outlasts the grace shows Running while it runs, a fast one sends only its final state."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from prefect import flow
 from prefect.runtime import flow_run
 
-from dbt_runtime.node_reporter import run_dbt_with_node_reporting
+from dbt_runtime.node_reporter import RUNNING_GRACE_SECONDS, run_dbt_with_node_reporting
 from migration.local_stack import LocalStack
 from migration.synthetic_project import write_project
 
@@ -47,6 +48,12 @@ def test_each_node_is_a_task_run_with_state_and_logs(
 ) -> None:
     project = write_project(tmp_path / "project", 4)  # m0_0000 <- m1_0000 <- m2_0000 <- m3_0000
     (project.path / "models" / "m1_0000.sql").write_text("select * from no_such_table\n")
+    # A dbt-duckdb Python model that runs past the grace: it must show Running while it runs.
+    (project.path / "models" / "slow_node.py").write_text(
+        "import time\n\n\ndef model(dbt, session):\n"
+        f"    time.sleep({3 * RUNNING_GRACE_SECONDS})\n"
+        "    return session.sql('select 1 as id')\n"
+    )
     monkeypatch.setenv("WG_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
 
     @flow(name="node-reporter-test")
@@ -64,10 +71,10 @@ def test_each_node_is_a_task_run_with_state_and_logs(
     while True:
         runs, logs = asyncio.run(task_runs_and_logs(flow_run_id))
         failed_logs = " ".join(logs.get("model m1_0000", []))
-        if (len(runs) == 9 and "no_such_table" in failed_logs) or time.monotonic() > deadline:
+        if (len(runs) == 10 and "no_such_table" in failed_logs) or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert len(runs) == 9  # 3 seeds, 4 models, 2 tests (2 of them skipped)
+    assert len(runs) == 10  # 3 seeds, 5 models, 2 tests (2 of them skipped)
     assert runs["seed seed_0"].state_name == "Completed"
     assert runs["model m0_0000"].state_name == "Completed"
     failed = runs["model m1_0000"]
@@ -80,3 +87,18 @@ def test_each_node_is_a_task_run_with_state_and_logs(
     assert upstream == {str(runs["seed seed_0"].id)}
     assert any("OK created" in line for line in logs["model m0_0000"])
     assert any("no_such_table" in line for line in logs["model m1_0000"])
+    # A fast node: one record with its START and result lines; its only state the final one.
+    assert any("START" in rec and "OK created" in rec for rec in logs["model m0_0000"])
+    assert asyncio.run(state_names(runs["model m0_0000"].id)) == ["Completed"]
+    # The slow node was announced Running before it completed, and finished as it ran.
+    slow = runs["model slow_node"]
+    assert asyncio.run(state_names(slow.id)) == ["Running", "Completed"]
+    assert slow.total_run_time.total_seconds() >= 3 * RUNNING_GRACE_SECONDS
+
+
+async def state_names(task_run_id: Any) -> list[str]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        states = await client.read_task_run_states(task_run_id)
+    return [s.name or "" for s in sorted(states, key=lambda s: s.timestamp)]
