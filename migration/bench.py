@@ -7,11 +7,18 @@ machine noise hits both modes alike:
 - `plain`: the `dbt build` CLI on the project (fresh DuckDB file per run);
 - `flow`:  the project's flow exactly as deployed, `flows.dbt_project.dbt_project(
            target="local")`, in a copy of this repository whose tenants/dbt_williamgrant is the
-           synthetic project, against a local Prefect server. Its wall time is the flow call
-           (flow run creation, profile checks, dbt, per-node reporting drained); interpreter
-           and import start-up is not in it (the trigger path below measures that).
+           synthetic project, against a local Prefect server. Its time is the whole process,
+           start to exit: imports, flow run creation, profile checks, dbt, and every event and
+           log delivered (Prefect drains both before the process exits), so deferring work past
+           the run is no saving. The flow call alone is kept as `flow_call_s`.
 
-`flow_over_plain_<N>` is the ratio of the medians. Then, unless --no-trigger, the full
+Each run reports the client's CPU (the measured process tree) and the Prefect server's CPU over
+the same window (the server's process group, from /proc) separately: locally the server shares
+the machine with dbt, in Prefect Cloud it does not. Per size: `flow_over_plain_<N>`, the ratio of
+the median wall times; `per_node_overhead_ms` = (flow - plain) / nodes, which a faster machine
+cannot hide; and `visibility_p95_s`, how long after dbt finished a node its final state was on
+the server (the recorder's write time of the task run minus dbt's finish time; p95 of a run's
+nodes, the worst run reported). Then, unless --no-trigger, the full
 deployment path on the tenant project: deploy prefect.yaml to the local server, start a process
 worker, trigger two runs (the first warms the worker's caches) and split the second into
 phases from its state history. Results go to bench/results.json and a table to stdout.
@@ -36,6 +43,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dbt_runtime.project import PROJECT_DIR, REPO_ROOT, deployment_full_name
 from migration.cloudlike import EMULATOR_EXCLUDE as EXCLUDE
@@ -67,14 +75,53 @@ print(sys.argv[2] + json.dumps({
 @dataclass(frozen=True)
 class Measurement:
     mode: str
-    wall_s: float
-    process_wall_s: float
-    cpu_s: float
+    wall_s: float  # the whole process, start to exit
+    flow_call_s: float | None  # flow mode: the flow call alone
+    cpu_s: float  # the measured process tree (client side)
     peak_rss_mb: float
     ok: bool
+    server_cpu_s: float | None = None  # the Prefect server over the same window
     flow_run_id: str | None = None  # flow mode: where its per-node task runs are
     task_runs: int | None = None  # flow mode: the node task runs Prefect recorded for it
     summary_rows: int | None = None  # flow mode: rows of its dbt-summary table artifact
+    visibility_p95_s: float | None = None  # flow mode: dbt finished a node -> state on server
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def server_process_group(port: int) -> int | None:
+    """The process group of the `prefect server start ... --port PORT` serving the bench (the
+    local stack starts it in its own session; a server given by --api-url is found the same
+    way), or None when it is not on this machine."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if "server" in argv and "start" in argv and str(port) in argv:
+                return os.getpgid(int(entry.name))
+        except (OSError, ProcessLookupError):
+            continue
+    return None
+
+
+def process_group_cpu_seconds(pgid: int | None) -> float | None:
+    """User + system CPU seconds of the live processes in `pgid` (and children they reaped)."""
+    if pgid is None:
+        return None
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # fields after the command (which may hold spaces): state ppid pgrp ... utime stime
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / CLOCK_TICKS
 
 
 def _run_measured(
@@ -93,22 +140,34 @@ def _run_measured(
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, text
 
 
-def measure_plain(project: SyntheticProject, env: dict[str, str], warehouse: Path) -> Measurement:
+def measure_plain(
+    project: SyntheticProject, env: dict[str, str], warehouse: Path, server: int | None = None
+) -> Measurement:
     dbt = str(Path(sys.executable).parent / "dbt")
     argv = [dbt, "build", "--project-dir", str(project.path), "--profiles-dir", str(project.path)]
+    server_before = process_group_cpu_seconds(server)
     wall, cpu, rss, code, text = _run_measured(
         argv, {**env, "WG_DUCKDB_PATH": str(warehouse)}, project.path
     )
     if code != 0:
         print(text[-3000:], file=sys.stderr)
-    return Measurement("plain", wall, wall, cpu, rss, code == 0)
+    return Measurement("plain", wall, None, cpu, rss, code == 0, _delta(server_before, server))
 
 
-def measure_flow(repo_copy: Path, env: dict[str, str], warehouse: Path) -> Measurement:
+def _delta(before: float | None, server: int | None) -> float | None:
+    after = process_group_cpu_seconds(server)
+    return round(after - before, 2) if before is not None and after is not None else None
+
+
+def measure_flow(
+    repo_copy: Path, env: dict[str, str], warehouse: Path, server: int | None = None
+) -> Measurement:
     argv = [sys.executable, "-c", _FLOW_CHILD, str(repo_copy), RESULT_PREFIX]
+    server_before = process_group_cpu_seconds(server)
     wall, cpu, rss, code, text = _run_measured(
         argv, {**env, "WG_DUCKDB_PATH": str(warehouse)}, repo_copy
     )
+    server_cpu = _delta(server_before, server)
     result = next(
         (json.loads(line[len(RESULT_PREFIX) :]) for line in text.splitlines()
          if line.startswith(RESULT_PREFIX)),
@@ -117,19 +176,32 @@ def measure_flow(repo_copy: Path, env: dict[str, str], warehouse: Path) -> Measu
     ok = code == 0 and result is not None and result["state"] == "Completed"
     if not ok:
         print(text[-3000:], file=sys.stderr)
-    flow_wall = float(result["wall_s"]) if result else wall
+    flow_call = float(result["wall_s"]) if result else None
     run_id = str(result["flow_run_id"]) if result else None
-    seen: tuple[int | None, int | None] = (None, None)
+    seen: tuple[int | None, int | None, float | None] = (None, None, None)
     if run_id:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
             seen = asyncio.run(_visibility(run_id))
-    return Measurement("flow", flow_wall, wall, cpu, rss, ok, run_id, *seen)
+    task_runs, rows, p95 = seen
+    return Measurement(
+        "flow", wall, flow_call, cpu, rss, ok, server_cpu, run_id, task_runs, rows, p95
+    )
 
 
-async def _visibility(flow_run_id: str) -> tuple[int, int | None]:
-    """What the UI shows for a measured run: node task runs, and the summary artifact's rows."""
+def p95(values: Sequence[float]) -> float | None:
+    """The 95th percentile (inclusive method: within the values' range), None without values."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 3)
+    return round(statistics.quantiles(values, n=20, method="inclusive")[18], 3)
+
+
+async def _visibility(flow_run_id: str) -> tuple[int, int | None, float | None]:
+    """What the UI shows for a measured run: node task runs, the summary artifact's rows, and
+    the p95 of (server's write of a node's final state - dbt's finish of the node)."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -143,13 +215,20 @@ async def _visibility(flow_run_id: str) -> tuple[int, int | None]:
         # The recorder writes task runs from events, asynchronously: wait until they stop growing.
         counts: list[int] = []
         while len(counts) < 3 or counts[-1] != counts[-3]:
-            counts.append(len(await recorded_task_runs(flow_run_id)))
+            task_runs = await recorded_task_runs(flow_run_id)
+            counts.append(len(task_runs))
             await asyncio.sleep(1)
+        # `updated` is the recorder's write time; a final state is a task run's last write.
+        lags = [
+            (t.updated - t.end_time).total_seconds()
+            for t in task_runs
+            if t.end_time and t.updated and t.state and t.state.is_final()
+        ]
         artifacts = await client.read_artifacts(flow_run_filter=run_filter)
     summary = next((a for a in artifacts if (a.key or "").startswith("dbt-summary-")), None)
     rows = summary.data if summary else None
     rows = json.loads(rows) if isinstance(rows, str) else rows
-    return counts[-1], len(rows) if isinstance(rows, list) else None
+    return counts[-1], len(rows) if isinstance(rows, list) else None, p95(lags)
 
 
 def repository_files() -> list[str]:
@@ -202,7 +281,13 @@ def median_ratio(
 
 
 def bench_size(
-    models: int, repeats: int, env: dict[str, str], work: Path, out: Any, flows: Path
+    models: int,
+    repeats: int,
+    env: dict[str, str],
+    work: Path,
+    out: Any,
+    flows: Path,
+    server: int | None = None,
 ) -> dict[str, Any]:
     project = write_project(work / f"project-{models}", models)
     repo_copy = repository_copy(work / f"repo-{models}", project.path, flows)
@@ -216,31 +301,63 @@ def bench_size(
         for mode in order:
             warehouse = warehouses / f"{mode}-{i}.duckdb"
             m = (
-                measure_plain(project, env, warehouse)
+                measure_plain(project, env, warehouse, server)
                 if mode == "plain"
-                else measure_flow(repo_copy, env, warehouse)
+                else measure_flow(repo_copy, env, warehouse, server)
             )
             runs.append(m)
             status = "ok" if m.ok else "FAILED"
             seen = (
-                f"  task runs {m.task_runs}, summary rows {m.summary_rows}" if m.flow_run_id else ""
+                f"  task runs {m.task_runs}, summary rows {m.summary_rows},"
+                f" visible p95 {m.visibility_p95_s} s"
+                if m.flow_run_id
+                else ""
             )
             print(
                 f"  {models:>5} models  {mode:<5} run {i + 1}/{repeats}: {m.wall_s:7.1f} s"
-                f"  cpu {m.cpu_s:6.1f} s  rss {m.peak_rss_mb:6.0f} MB  {status}{seen}",
+                f"  cpu {m.cpu_s:6.1f} s  server cpu {m.server_cpu_s} s"
+                f"  rss {m.peak_rss_mb:6.0f} MB  {status}{seen}",
                 file=out, flush=True,
             )  # fmt: skip
+    return size_summary(project.models, project.nodes, runs)
+
+
+def size_summary(models: int, nodes: int, runs: Sequence[Measurement]) -> dict[str, Any]:
+    """One size's medians, ratios, spread and per-node figures from its measured runs."""
     medians, ratio = median_ratio(runs)
     # CPU seconds (user + sys of the whole process tree) barely move with machine load, unlike
     # wall time: on a shared machine they are the steadier signal of what the flow adds.
     cpu_medians, cpu_ratio = median_ratio(runs, "cpu_s")
+    server_medians = {
+        mode: statistics.median(values)
+        for mode in MODES
+        if (values := [r.server_cpu_s for r in runs
+                       if r.mode == mode and r.ok and r.server_cpu_s is not None])
+    }  # fmt: skip
+
+    def per_node_ms(figures: dict[str, float]) -> float | None:
+        if "flow" not in figures or "plain" not in figures or not nodes:
+            return None
+        return round((figures["flow"] - figures["plain"]) / nodes * 1000, 2)
+
+    lags = [r.visibility_p95_s for r in runs if r.visibility_p95_s is not None]
     return {
-        "models": project.models,
-        "nodes": project.nodes,
+        "models": models,
+        "nodes": nodes,
         "median_wall_s": {k: round(v, 2) for k, v in medians.items()},
+        "wall_spread_s": {
+            mode: [round(min(w), 2), round(max(w), 2)]
+            for mode in MODES
+            if (w := [r.wall_s for r in runs if r.mode == mode and r.ok])
+        },
         "flow_over_plain": ratio,
+        "per_node_overhead_ms": per_node_ms(medians),
         "median_cpu_s": {k: round(v, 2) for k, v in cpu_medians.items()},
         "cpu_flow_over_plain": cpu_ratio,
+        "per_node_client_cpu_ms": per_node_ms(cpu_medians),
+        "median_server_cpu_s": {k: round(v, 2) for k, v in server_medians.items()},
+        "per_node_server_cpu_ms": per_node_ms(server_medians),
+        "visibility_p95_s": max(lags) if lags else None,
         "runs": [asdict(r) for r in runs],
     }
 
@@ -387,15 +504,18 @@ def run_bench(
                 [sys.executable, "-m", "migration", "concurrency", "ensure"],
                 env=env, cwd=REPO_ROOT, check=True, capture_output=True,
             )  # fmt: skip
+            server = server_process_group(int(urlsplit(env["PREFECT_API_URL"]).port or 0))
             per_size: dict[str, Any] = {}
             for models in sizes:
                 print(f"size {models}:", file=out, flush=True)
-                per_size[str(models)] = bench_size(models, repeats, env, work, out, flows)
-                results[f"flow_over_plain_{models}"] = per_size[str(models)]["flow_over_plain"]
-                results[f"cpu_flow_over_plain_{models}"] = per_size[str(models)][
-                    "cpu_flow_over_plain"
-                ]
+                size = bench_size(models, repeats, env, work, out, flows, server)
+                per_size[str(models)] = size
+                results[f"flow_over_plain_{models}"] = size["flow_over_plain"]
+                results[f"cpu_flow_over_plain_{models}"] = size["cpu_flow_over_plain"]
             results["sizes"] = per_size
+            for key in ("per_node_overhead_ms", "per_node_client_cpu_ms",
+                        "per_node_server_cpu_ms", "visibility_p95_s"):  # fmt: skip
+                results[key] = {n: size[key] for n, size in per_size.items()}
             rss = [r["peak_rss_mb"] for s in per_size.values() for r in s["runs"]]
             results["peak_rss_mb"] = round(max(rss), 1) if rss else None
             results["peak_rss_mb_by_mode"] = {
@@ -431,15 +551,24 @@ def run_bench(
 def print_table(results: dict[str, Any], out: Any) -> None:
     print(
         f"\n{'models':>7} {'nodes':>6} {'plain s':>9} {'flow s':>9} {'flow/plain':>11}"
-        f" {'cpu flow/plain':>15}",
+        f" {'ms/node':>8} {'client cpu ms/node':>19} {'server cpu ms/node':>19}"
+        f" {'visible p95 s':>14}",
         file=out,
     )
+    nan = float("nan")
     for size in results.get("sizes", {}).values():
-        med, nan = size["median_wall_s"], float("nan")
+        med = size["median_wall_s"]
+
+        def num(value: float | None) -> float:
+            return nan if value is None else value
+
         print(
             f"{size['models']:>7} {size['nodes']:>6} {med.get('plain', nan):>9.1f}"
-            f" {med.get('flow', nan):>9.1f} {size['flow_over_plain'] or nan:>11.2f}"
-            f" {size['cpu_flow_over_plain'] or nan:>15.2f}",
+            f" {med.get('flow', nan):>9.1f} {num(size['flow_over_plain']):>11.2f}"
+            f" {num(size['per_node_overhead_ms']):>8.2f}"
+            f" {num(size['per_node_client_cpu_ms']):>19.2f}"
+            f" {num(size['per_node_server_cpu_ms']):>19.2f}"
+            f" {num(size['visibility_p95_s']):>14.2f}",
             file=out,
         )
     for key in ("trigger_to_dbt_start_s", "cold_trigger_to_dbt_start_s", "trigger_to_completed_s",

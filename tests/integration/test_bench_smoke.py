@@ -40,3 +40,8 @@ def test_bench_writes_results_with_a_ratio_per_size(stack: LocalStack, tmp_path:
     assert len(states) == size["nodes"] and set(states) == {"Completed"}
     # ...and the harness reports that visibility for every measured run, with the summary.
     assert (flow["task_runs"], flow["summary_rows"]) == (size["nodes"], size["nodes"])
+    # Client and server CPU apart, the per-node overhead, and how live the node states were.
+    assert flow["cpu_s"] > 0 and flow["server_cpu_s"] > 0  # the session's server, from /proc
+    assert flow["wall_s"] >= flow["flow_call_s"] > 0  # the whole process, not just the call
+    assert flow["visibility_p95_s"] is not None and flow["visibility_p95_s"] >= 0
+    assert results["per_node_overhead_ms"]["10"] == size["per_node_overhead_ms"] is not None
