@@ -68,6 +68,7 @@ pins: setup
 	$(PY) -m uv pip compile requirements-quickstart.in --python-version $(PYTHON_VERSION) --no-header -q -o requirements-quickstart.txt
 
 # Per-node visibility vs plain dbt on synthetic projects, plus the trigger path through a worker.
-# BENCH_SIZES (model counts, default "100 500 2000"), BENCH_REPEATS (A/B pairs, default 3).
+# BENCH_SIZES (model counts, default "100 500 2000"), BENCH_REPEATS (A/B pairs, default 3; or
+# one count per size, e.g. "5 2").
 bench: setup
-	$(PY) -m migration bench $(if $(BENCH_SIZES),--sizes "$(BENCH_SIZES)") $(if $(BENCH_REPEATS),--repeats $(BENCH_REPEATS))
+	$(PY) -m migration bench $(if $(BENCH_SIZES),--sizes "$(BENCH_SIZES)") $(if $(BENCH_REPEATS),--repeats "$(BENCH_REPEATS)")

@@ -293,8 +293,10 @@ def bench_size(
     repo_copy = repository_copy(work / f"repo-{models}", project.path, flows)
     warehouses = work / f"warehouse-{models}"
     warehouses.mkdir()
-    # Unmeasured warm-up: dbt writes its partial-parse state, as on any machine that ran before.
-    measure_plain(project, env, warehouses / "warmup.duckdb")
+    # Unmeasured warm-ups, one per mode: dbt writes its partial-parse state (the flow keeps its
+    # own in the artifacts block), as on any machine that ran before.
+    measure_plain(project, env, warehouses / "warmup-plain.duckdb")
+    measure_flow(repo_copy, env, warehouses / "warmup-flow.duckdb")
     runs: list[Measurement] = []
     for i in range(repeats):
         order = MODES if i % 2 == 0 else tuple(reversed(MODES))
@@ -469,7 +471,7 @@ def machine_info() -> dict[str, Any]:
 
 def run_bench(
     sizes: Sequence[int],
-    repeats: int,
+    repeats: int | Sequence[int],
     results_path: Path,
     trigger: bool = True,
     api_url: str | None = None,
@@ -506,9 +508,10 @@ def run_bench(
             )  # fmt: skip
             server = server_process_group(int(urlsplit(env["PREFECT_API_URL"]).port or 0))
             per_size: dict[str, Any] = {}
-            for models in sizes:
+            pairs = [repeats] * len(sizes) if isinstance(repeats, int) else list(repeats)
+            for models, repeats_here in zip(sizes, pairs, strict=True):
                 print(f"size {models}:", file=out, flush=True)
-                size = bench_size(models, repeats, env, work, out, flows, server)
+                size = bench_size(models, repeats_here, env, work, out, flows, server)
                 per_size[str(models)] = size
                 results[f"flow_over_plain_{models}"] = size["flow_over_plain"]
                 results[f"cpu_flow_over_plain_{models}"] = size["cpu_flow_over_plain"]
@@ -586,15 +589,33 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
+def parse_repeats(text: str, sizes: Sequence[int]) -> list[int]:
+    """A/B pairs per size: one count for every size, or one per size ("5 2" with sizes
+    "500 2000": five pairs at 500 models, two at 2,000)."""
+    try:
+        counts = [int(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"BENCH_REPEATS must be whole numbers of pairs, got {text!r}") from None
+    if len(counts) == 1:
+        counts *= len(sizes)
+    if len(counts) != len(sizes) or any(c < 1 for c in counts):
+        raise ValueError(
+            f"BENCH_REPEATS must be one positive count, or one per size in BENCH_SIZES "
+            f"({len(sizes)}), got {text!r}"
+        )
+    return counts
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         sizes = parse_sizes(args.sizes)
+        repeats = parse_repeats(args.repeats, sizes)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     results = run_bench(
         sizes,
-        args.repeats,
+        repeats,
         Path(args.results),
         trigger=not args.no_trigger,
         api_url=args.api_url,
@@ -620,10 +641,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--repeats",
-        type=int,
-        default=3,
-        help="A/B pairs per size; medians are reported (`make bench BENCH_REPEATS=...`, "
-        "default %(default)s)",
+        default="3",
+        help="A/B pairs per size, one count or one per size, e.g. '5 2'; medians are reported "
+        "(`make bench BENCH_REPEATS=...`, default %(default)s)",
     )
     parser.add_argument("--results", default=str(DEFAULT_RESULTS), help="results JSON path")
     parser.add_argument(

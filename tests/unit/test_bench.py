@@ -10,6 +10,7 @@ from migration.bench import (
     Measurement,
     median_ratio,
     p95,
+    parse_repeats,
     parse_sizes,
     process_group_cpu_seconds,
     size_summary,
@@ -76,3 +77,14 @@ def test_p95_stays_within_the_values() -> None:
 def test_cpu_of_a_process_group_counts_this_process() -> None:
     assert process_group_cpu_seconds(None) is None
     assert process_group_cpu_seconds(os.getpgid(0)) > 0  # pytest itself has used CPU
+
+
+def test_repeats_are_one_count_or_one_per_size() -> None:
+    assert parse_repeats("3", [100, 500, 2000]) == [3, 3, 3]
+    assert parse_repeats("5 2", [500, 2000]) == [5, 2]
+
+
+@pytest.mark.parametrize("bad", ["", "five", "5 2 1", "0"])
+def test_bad_repeats_name_the_variable(bad: str) -> None:
+    with pytest.raises(ValueError, match="BENCH_REPEATS"):
+        parse_repeats(bad, [500, 2000])
