@@ -71,6 +71,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo_snapshot: Path) -> Iter
         # test module collected earlier may already have imported prefect.
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
+        # Starting the stack read the settings; a module fixture that sets WG_* variables
+        # next (before any test's fresh_settings) must not get them from the cache.
+        get_settings.cache_clear()
         with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
             yield stack
     finally:

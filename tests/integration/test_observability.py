@@ -22,7 +22,7 @@ import pytest
 
 from dbt_runtime.artifact_store import fetch_run_artifacts, latest_run_artifacts
 from dbt_runtime.project import PROJECT_DIR, REPO_ROOT
-from dbt_runtime.settings import env_name
+from dbt_runtime.settings import env_name, get_settings
 from flows.dbt_project import dbt_project
 from migration.local_stack import LocalStack
 from tests.prefect_api import log_text, wait_for_logs
@@ -67,6 +67,7 @@ def run_flow(project: Path, monkeypatch: pytest.MonkeyPatch, **params: Any) -> R
     """Run the flow in-process on `project`, then delete target/ like the worker would."""
     monkeypatch.setenv(PROJECT_DIR_ENV, str(project))
     monkeypatch.setenv("WG_DUCKDB_PATH", str(project / "warehouse.duckdb"))
+    get_settings.cache_clear()  # settings are read once per process: re-read these
     flow = dbt_project.with_options(retries=params.pop("retries", 0), retry_delay_seconds=0)
     state = flow(target="local", return_state=True, **params)
     shutil.rmtree(project / "target", ignore_errors=True)

@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from dbt_runtime.project import PROJECT_DIR, REPO_ROOT
-from dbt_runtime.settings import env_name
+from dbt_runtime.settings import env_name, get_settings
 from flows.dbt_project import dbt_project
 from migration.local_stack import LocalStack, free_port
 
@@ -253,6 +253,7 @@ def run_dev_flow(
     monkeypatch.setenv(PROJECT_DIR_ENV, str(project))
     for key, value in emulator.profile_env().items():
         monkeypatch.setenv(key, value)
+    get_settings.cache_clear()  # settings are read once per process: re-read these
     with resolved_values_removed():
         return dbt_project(target="dev", return_state=True, **params)
 
