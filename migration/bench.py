@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dbt_runtime.project import PROJECT_DIR, REPO_ROOT, deployment_full_name
+from dbt_runtime.project import REPO_ROOT, deployment_full_name, tenant
 from migration.cloudlike import EMULATOR_EXCLUDE as EXCLUDE
 from migration.cloudlike import CloudlikeStack
 from migration.local_stack import LocalStack, free_port
@@ -46,7 +46,6 @@ from migration.synthetic_project import SyntheticProject, write_project
 DEFAULT_SIZES = "100 500 2000"
 DEFAULT_RESULTS = REPO_ROOT / "bench" / "results.json"
 MODES = ("plain", "flow")
-TENANT_RELATIVE = PROJECT_DIR.relative_to(REPO_ROOT)
 RESULT_PREFIX = "BENCH_RESULT "
 
 # Runs in the child: the deployed flow function, imported from the repository copy.
@@ -164,14 +163,15 @@ def repository_files() -> list[str]:
 def repository_copy(dest: Path, project: Path, flows: Path = REPO_ROOT / "flows") -> Path:
     """This working tree with `project` in place of the tenant dbt project (and `flows` in
     place of flows/, to measure a candidate change)."""
+    tenant_dir = tenant().project_dir.relative_to(REPO_ROOT)
     for name in repository_files():
-        if Path(name).is_relative_to(TENANT_RELATIVE) or Path(name).is_relative_to("flows"):
+        if Path(name).is_relative_to(tenant_dir) or Path(name).is_relative_to("flows"):
             continue
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, dest / name)
     shutil.copytree(flows, dest / "flows", ignore=shutil.ignore_patterns("__pycache__"))
-    (dest / TENANT_RELATIVE).parent.mkdir(parents=True, exist_ok=True)
-    (dest / TENANT_RELATIVE).symlink_to(project, target_is_directory=True)
+    (dest / tenant_dir).parent.mkdir(parents=True, exist_ok=True)
+    (dest / tenant_dir).symlink_to(project, target_is_directory=True)
     return dest
 
 

@@ -61,7 +61,7 @@ class LocalStack:
     @property
     def warehouse(self) -> Path:
         """The DuckDB file of target `local`: outside any run's working dir, so it persists."""
-        return self.home / "warehouse" / "williamgrant.duckdb"
+        return self.home / "warehouse" / "local.duckdb"
 
     def env(self) -> dict[str, str]:
         """Environment for every Prefect command, worker and flow run of this stack."""
@@ -357,7 +357,8 @@ async def _summary_counts(client: Any, flow_run_id: Any) -> dict[str, int]:
 def trigger_run(
     stack: LocalStack, parameters: dict[str, Any], timeout: float = 900, out: Any = sys.stdout
 ) -> dict[str, Any]:
-    """Start an ad-hoc run of the deployment, stream its logs, return its final state."""
+    """Start an ad-hoc run of the tenant's deployment (WG_TENANT, `--tenant`), stream its logs,
+    return its final state."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     os.environ.update({k: v for k, v in stack.env().items() if k.startswith("PREFECT_")})

@@ -28,7 +28,7 @@ import pytest
 
 from dbt_runtime import artifact_store, guards, packages
 from dbt_runtime.invocation import Target
-from dbt_runtime.project import PROJECT_DIR, REPO_ROOT, deployment_full_name
+from dbt_runtime.project import REPO_ROOT, deployment_full_name, tenant
 from dbt_runtime.settings import env_name, get_settings
 from migration.cloudlike import (
     BUCKET,
@@ -41,6 +41,9 @@ from migration.cloudlike import (
 )
 from migration.local_stack import trigger_run
 from tests.prefect_api import engine_pids, log_text, wait_for_logs
+
+# William Grant's project: prefect.yaml's first tenant.
+PROJECT_DIR = tenant().project_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.cloudlike]
 BLOCK_ENV = env_name("artifacts_block")

@@ -24,10 +24,13 @@ from typing import Any
 
 import pytest
 
-from dbt_runtime.project import PROJECT_DIR, REPO_ROOT
+from dbt_runtime.project import REPO_ROOT, tenant
 from dbt_runtime.settings import env_name
 from migration import notifications
 from migration.local_stack import LocalStack
+
+# William Grant's project: prefect.yaml's first tenant.
+PROJECT_DIR = tenant().project_dir
 
 PROJECT_DIR_ENV = env_name("dbt_project_dir")
 pytestmark = [pytest.mark.integration, pytest.mark.notifications]

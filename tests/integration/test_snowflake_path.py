@@ -39,10 +39,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from dbt_runtime.project import PROJECT_DIR, REPO_ROOT
+from dbt_runtime.project import REPO_ROOT, tenant
 from dbt_runtime.settings import env_name
 from flows.dbt_project import dbt_project
 from migration.local_stack import LocalStack, free_port
+
+# William Grant's project: prefect.yaml's first tenant.
+PROJECT_DIR = tenant().project_dir
 
 PROJECT_DIR_ENV = env_name("dbt_project_dir")
 pytestmark = [pytest.mark.integration, pytest.mark.snowflake]

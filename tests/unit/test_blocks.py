@@ -39,7 +39,11 @@ from dbt_runtime.profiles import (
     field_refs,
     load_profiles,
 )
-from dbt_runtime.project import PROFILE_NAME, PROJECT_DIR, REPO_ROOT, register_command
+from dbt_runtime.project import REPO_ROOT, register_command, tenant
+
+# William Grant's project: prefect.yaml's first tenant.
+PROJECT_DIR = tenant().project_dir
+PROFILE_NAME = tenant().profile_name
 
 FAKE_PASSWORD = "fake-password-not-real"  # pragma: allowlist secret
 NOT_A_KEY = "-----BEGIN PRIVATE KEY-----\nnope\n"  # pragma: allowlist secret

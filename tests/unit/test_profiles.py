@@ -32,7 +32,11 @@ from dbt_runtime.profiles import (
     scope_to_target,
     secrets_in_environment,
 )
-from dbt_runtime.project import PROFILE_NAME, PROJECT_DIR
+from dbt_runtime.project import tenant
+
+# William Grant's project: prefect.yaml's first tenant.
+PROJECT_DIR = tenant().project_dir
+PROFILE_NAME = tenant().profile_name
 
 CREDENTIALS = BlockRef("snowflake-credentials", "wg-dbt-dev")
 CONNECTOR = BlockRef("snowflake-connector", "wg-dbt-dev")
