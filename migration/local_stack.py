@@ -26,7 +26,7 @@ from typing import Any
 
 from dbt_runtime.artifact_store import register_local_store
 from dbt_runtime.project import REPO_ROOT, deployment_full_name, work_pool_name
-from dbt_runtime.settings import get_settings
+from dbt_runtime.settings import env_name, get_settings
 from migration.source import REPOSITORY_ENV
 
 DEFAULT_HOME = REPO_ROOT / ".local"
@@ -66,6 +66,9 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         """Environment for every Prefect command, worker and flow run of this stack."""
         env = dict(os.environ)
+        # The server, worker and deploy serve every tenant; a run's tenant is its deployment's
+        # (`--tenant` of `local run` chooses which deployment to run, not the stack's).
+        env.pop(env_name("tenant"), None)
         env.update(
             PREFECT_HOME=str(self.home / "prefect"),
             PREFECT_API_URL=self.api_url,
