@@ -6,7 +6,7 @@ machine noise hits both modes alike:
 
 - `plain`: the `dbt build` CLI on the project (fresh DuckDB file per run);
 - `flow`:  the project's flow exactly as deployed, `flows.dbt_project.dbt_project(
-           target="local")`, in a copy of this repository whose tenants/dbt_williamgrant is the
+           target="local")`, in a copy of this repository whose default tenant folder is the
            synthetic project, against a local Prefect server. Its wall time is the flow call
            (flow run creation, profile checks, dbt, per-node reporting drained); interpreter
            and import start-up is not in it (the trigger path below measures that).
