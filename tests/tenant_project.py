@@ -9,10 +9,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dbt_runtime.project import REPO_ROOT
+
 NAME = "dbt_shop"
 PROJECT = "shop"
 PROFILE = "shop_analytics"
 DEPLOYMENT = "shop"
+# runbook/adding-a-tenant.md's commands: tests/integration/test_tenants.py runs them as written
+# in a clone (tests/integration/test_docs_commands.py leaves them out: they change the
+# repository they run in, which the session's deploys read).
+RUNBOOK = REPO_ROOT / "runbook" / "adding-a-tenant.md"
+ADD_COMMAND = (
+    ".venv/bin/python -m migration tenants add dbt_shop"
+    ' --schedule shop-prod-nightly prod "0 6 * * *"'
+)
+RUN_COMMAND = "make run TENANT=dbt_shop"
 
 _SNOWFLAKE = """    {target}:
       type: snowflake
