@@ -258,6 +258,22 @@ def test_kept_artifacts_and_summaries_are_separate(outcome: Outcome) -> None:
         assert sorted(r["unique_id"] for r in rows) == _kept_nodes(outcome, prefix, run)
 
 
+def test_the_operator_commands_act_for_the_tenant_they_are_given(outcome: Outcome) -> None:
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "migration", *args],
+            cwd=outcome.clone, env=outcome.stack.env(), capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    latest = ("artifacts", "--latest", "--target", "local")
+    assert f"flow run {outcome.second.id} " in cli(*latest, "--tenant", NAME)
+    assert f"flow run {outcome.first.id} " in cli(*latest)  # default: the first tenant
+    listed = cli("schedules", "ls", "--tenant", NAME)
+    assert "shop-prod-nightly" in listed and "wg-prod-nightly" not in listed
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
