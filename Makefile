@@ -20,9 +20,10 @@ $(STAMP):
 	touch $@
 
 # The main job on the embedded default: local Prefect server + worker, deploy prefect.yaml,
-# one ad-hoc run on target=local; exits non-zero unless the run Completed.
+# one ad-hoc run on target=local; exits non-zero unless the run Completed. TENANT=NAME runs that
+# tenant's deployment (default: prefect.yaml's first).
 run: setup
-	$(PY) -m migration local run
+	$(PY) -m migration local run $(if $(TENANT),--tenant "$(TENANT)")
 
 # As Prefect Cloud runs it: a fresh environment per flow run (only what the Prefect image holds;
 # the pull steps install the rest), kept artifacts in S3 (moto), dbt on the Snowflake emulator;

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from blocks._cli import Save, ServerError, script_main, script_parser
 from blocks._inputs import EnvInput, InputError, env_value, read_stdin_secret
+from dbt_runtime import project
 from dbt_runtime.invocation import Target
 from dbt_runtime.profiles import (
     REGISTERED_BY,
@@ -37,7 +38,7 @@ from dbt_runtime.profiles import (
     run_profile,
     secrets_in_environment,
 )
-from dbt_runtime.project import PROFILE_NAME, project_dir_in_use, register_command
+from dbt_runtime.project import project_dir_in_use, register_command
 
 COMMAND = register_command("snowflake")
 
@@ -254,7 +255,8 @@ def check_separation(inputs: SnowflakeInputs, others: Mapping[str, Mapping[str, 
 
 def _profile() -> tuple[dict[str, Any], str]:
 
-    return load_profiles(project_dir_in_use()), PROFILE_NAME
+    project_dir = project_dir_in_use()  # the tenant's (WG_TENANT), or WG_DBT_PROJECT_DIR
+    return load_profiles(project_dir), project.profile_name(project_dir)
 
 
 def registered_identities(
@@ -328,7 +330,7 @@ def check(target: str, names: BlockNames) -> str:
     with tempfile.TemporaryDirectory(prefix="wg-profiles-") as tmp:
         try:
             profile: RunProfile = run_coro_as_sync(
-                run_profile(load_profiles(project_dir), PROFILE_NAME, target)
+                run_profile(load_profiles(project_dir), project.profile_name(project_dir), target)
             )
         except ProfileError as exc:
             raise ServerError(str(exc)) from exc

@@ -2,10 +2,14 @@
 
 The process worker deletes a run's working directory (and with it dbt's target/), so each run
 copies run_results.json, manifest.json, dbt.log (and sources.json / catalog.json when dbt wrote
-them) to `<target>/<flow_run_id>/` in the block named by ARTIFACTS_BLOCK. Locally that block is
-a LocalFileSystem under the stack's home; in Prefect Cloud, where every run starts in a fresh
-container, it is prefect-aws's S3Bucket (`s3-bucket/wg-dbt-artifacts`, registered by
-`python -m blocks.register_artifacts --bucket ...`; `make cloud-deploy` refuses a local one).
+them) to `<tenant prefix><target>/<flow_run_id>/` in the block named by ARTIFACTS_BLOCK. The
+prefix (dbt_runtime/project.py `Tenant.artifacts_prefix`) is `<tenant>/`, or nothing for the
+first tenant, whose runs were kept there before tenants existed: one tenant's lookups never
+reach another's keys, and a `state` naming another tenant's run is refused (`fetch_state`).
+Locally that block is a LocalFileSystem under the stack's home; in Prefect Cloud, where every
+run starts in a fresh container, it is prefect-aws's S3Bucket (`s3-bucket/wg-dbt-artifacts`,
+registered by `python -m blocks.register_artifacts --bucket ...`; `make cloud-deploy` refuses a
+local one).
 Any block with read_path/write_path works; a missing object reads as "not kept" whatever the
 backend (`load_store` wraps the block).
 
@@ -33,7 +37,14 @@ from dbt_runtime.invocation import (
     StateKeyword,
     Target,
 )
-from dbt_runtime.project import FLOW_NAME, LEGACY_FLOW_NAMES, register_command
+from dbt_runtime.project import (
+    FLOW_NAME,
+    LEGACY_FLOW_NAMES,
+    TenantError,
+    register_command,
+    tenant,
+    tenants,
+)
 from dbt_runtime.settings import env_name, get_settings
 
 KEPT_FILES = ("run_results.json", "manifest.json", "sources.json", "catalog.json")
@@ -147,7 +158,8 @@ def load_store() -> Any:
 
 
 def run_key(target: str, flow_run_id: str) -> str:
-    return f"{target}/{flow_run_id}"
+    """Where a run of this process's tenant keeps its files in the store."""
+    return f"{tenant().artifacts_prefix}{target}/{flow_run_id}"
 
 
 def location_of(store: Any, path: str) -> str:
@@ -233,8 +245,9 @@ def find_kept_run(store: Any, flow_run_id: str, targets: Iterable[str] | None = 
                 flow_run_id, target, key, tuple(index.get("files", [])), location(store, key)
             )
     raise ArtifactStoreError(
-        f"no artifacts kept for flow run {flow_run_id} in block {artifacts_block()} "
-        "(the run never reached dbt, or ran before artifacts were kept)"
+        f"no artifacts kept for flow run {flow_run_id} of tenant {tenant().name} in block "
+        f"{artifacts_block()} (the run never reached dbt, ran before artifacts were kept, or is "
+        "another tenant's)"
     )
 
 
@@ -270,10 +283,16 @@ def has_retryable_nodes(run_results_path: Path) -> bool:
 
 
 async def _flow_runs_newest_first(
-    flow_names: Sequence[str], state_types: list[str] | None, offset: int, limit: int
+    flow_names: Sequence[str],
+    state_types: list[str] | None,
+    offset: int,
+    limit: int,
+    deployment: str | None = None,
 ) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
         FlowFilter,
         FlowFilterName,
         FlowRunFilter,
@@ -290,10 +309,14 @@ async def _flow_runs_newest_first(
                 type=FlowRunFilterStateType(any_=[StateType(s) for s in state_types])
             )
         )
+    deployment_filter = (
+        DeploymentFilter(name=DeploymentFilterName(any_=[deployment])) if deployment else None
+    )
     async with get_client() as client:
         return await client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=list(flow_names))),
             flow_run_filter=run_filter,
+            deployment_filter=deployment_filter,
             sort=FlowRunSort.START_TIME_DESC,
             offset=offset,
             limit=limit,
@@ -307,14 +330,18 @@ def latest_kept_run(
     flow_names: Sequence[str] = (FLOW_NAME, *LEGACY_FLOW_NAMES),
     scan: int = 500,
 ) -> KeptRun:
-    """The newest run of the flow on `target` (in one of `state_types`) with kept artifacts;
-    runs recorded under the flow's earlier names count too."""
+    """The newest run of this process's tenant on `target` (in one of `state_types`) with kept
+    artifacts; runs recorded under the flow's earlier names count too. Only the tenant's own
+    deployment's runs are scanned (the first tenant's also those of deployments deleted since,
+    which the server can no longer match by name; its key prefix keeps others' runs out)."""
     from prefect.utilities.asyncutils import run_coro_as_sync
 
+    own = tenant()
+    deployment = None if own.first else own.deployment
     page = 50
     for offset in range(0, scan, page):
         runs: list[Any] = run_coro_as_sync(
-            _flow_runs_newest_first(flow_names, state_types, offset, page)
+            _flow_runs_newest_first(flow_names, state_types, offset, page, deployment)
         )
         for run in runs or []:
             chosen = (run.parameters or {}).get("target")
@@ -327,8 +354,8 @@ def latest_kept_run(
             break
     which = "/".join(s.lower() for s in state_types) if state_types else "any"
     raise ArtifactStoreError(
-        f"no {which} run of {' or '.join(flow_names)} on target {target!r} has kept artifacts "
-        f"in block {artifacts_block()}"
+        f"no {which} run of {' or '.join(flow_names)} for tenant {own.name} on target "
+        f"{target!r} has kept artifacts in block {artifacts_block()}"
     )
 
 
@@ -380,10 +407,51 @@ def state_cache_dir(flow_run_id: str) -> Path:
     return runtime_subdir("state-cache") / flow_run_id
 
 
+class OtherTenantsRun(ArtifactStoreError):
+    """A `state` reference names a flow run of another tenant's deployment."""
+
+
+def run_owner(flow_run_id: str) -> tuple[str | None, str | None]:
+    """(deployment name, tenant) of a flow run, read from the Prefect API; None where unknown
+    (no such run, a run without a deployment, a deployment no prefect.yaml entry runs)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(UUID(flow_run_id))
+            if run.deployment_id is None:
+                return None, None
+            deployment = str(client.read_deployment(run.deployment_id).name)
+        except ObjectNotFound:
+            return None, None
+    try:
+        owner = next((t.name for t in tenants() if t.deployment == deployment), None)
+    except TenantError:
+        owner = None
+    return deployment, owner
+
+
+def refuse_other_tenants_run(flow_run_id: str) -> None:
+    """A run reads only its own tenant's kept runs: refuse one another tenant's deployment ran."""
+    own = tenant()
+    deployment, owner = run_owner(flow_run_id)
+    if deployment is not None and deployment != own.deployment:
+        whose = f"tenant {owner}" if owner else "not a tenant of this prefect.yaml"
+        raise OtherTenantsRun(
+            f"flow run {flow_run_id} is a run of deployment {deployment} ({whose}), not of "
+            f"{own.full_name} (tenant {own.name}): a run reads only its own tenant's kept runs"
+        )
+
+
 def fetch_state(ref: KeptState) -> ResolvedState:
-    """A `state` reference to a kept run -> ResolvedState: the kept run fetched to local disk."""
+    """A `state` reference to a kept run -> ResolvedState: the kept run fetched to local disk.
+    Only this tenant's runs: a flow run of another tenant's deployment is refused."""
     store = load_store()
     if ref.flow_run_id:
+        refuse_other_tenants_run(ref.flow_run_id)
         kept = find_kept_run(store, ref.flow_run_id)
     else:
         assert ref.target is not None and ref.keyword is not None  # state_reference guarantees it

@@ -1,8 +1,9 @@
 """What keeps a dbt run safe to schedule: one run per target at a time, a run timeout, and a
 clear, bounded answer when the warehouse cannot be reached.
 
-- Overlap: each `dbt_runtime.invocation.Target` has a Prefect global concurrency limit of ONE slot
-  (`limit_name`). A run holds its target's slot while dbt executes; a second run for the same
+- Overlap: each tenant's `dbt_runtime.invocation.Target` has a Prefect global concurrency limit
+  of ONE slot (`limit_name`: `dbt-<tenant's deployment>-target-<target>`); tenants never wait on
+  each other. A run holds its target's slot while dbt executes; a second run for the same
   target WAITS (within its own timeout) rather than being cancelled, so a schedule that fires
   during a long ad-hoc run still builds afterwards. dev and prod have separate limits and run
   side by side. The limits are created by the deploy (`python -m migration concurrency ensure`,
@@ -45,9 +46,9 @@ from dbt_runtime.profiles import (
     block_field_value,
     reference,
 )
+from dbt_runtime.project import Tenant, tenant, tenants
 from dbt_runtime.settings import RUN_ENV_ALLOWED
 
-LIMIT_PREFIX = "dbt-williamgrant-target-"
 SLOTS_PER_TARGET = 1
 # The slot's lease: renewed every LEASE_RENEW_SECONDS, so an API outage of up to 75 s keeps it,
 # while a killed run's slot is free again within LEASE_SECONDS + the server's 15 s reaper (~2 min).
@@ -122,13 +123,20 @@ def refuse_run_environment(flow_run_id: UUID | str | None) -> None:
 # -- per-target concurrency --------------------------------------------------------------------
 
 
-def limit_name(target: Target | str) -> str:
-    """The global concurrency limit guarding one target, e.g. dbt-williamgrant-target-prod."""
-    return f"{LIMIT_PREFIX}{Target(target).value}"
+def limit_name(target: Target | str, of: Tenant | None = None) -> str:
+    """The global concurrency limit guarding one tenant's target (default: this process's
+    tenant), named after its deployment: `dbt-<deployment>-target-<target>`."""
+    return f"dbt-{(of or tenant()).deployment}-target-{Target(target).value}"
 
 
-def limit_names() -> list[str]:
-    return [limit_name(t) for t in Target]
+def limit_names(of: Tenant | None = None) -> list[str]:
+    """One tenant's limits (default: this process's tenant)."""
+    return [limit_name(t, of) for t in Target]
+
+
+def all_limit_names() -> list[str]:
+    """Every tenant's limits: what the deploy creates."""
+    return [name for t in tenants() for name in limit_names(t)]
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,8 @@ class LimitChange:
 
 
 async def ensure_limits() -> list[LimitChange]:
-    """Create (or repair) one single-slot global concurrency limit per target. Idempotent."""
+    """Create (or repair) one single-slot global concurrency limit per tenant and target.
+    Idempotent."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import (
         GlobalConcurrencyLimitCreate,
@@ -148,7 +157,7 @@ async def ensure_limits() -> list[LimitChange]:
 
     changes: list[LimitChange] = []
     async with get_client() as client:
-        for name in limit_names():
+        for name in all_limit_names():
             try:
                 live = await client.read_global_concurrency_limit_by_name(name)
             except ObjectNotFound:

@@ -32,7 +32,7 @@ from dbt_runtime.profiles import (
     run_profile,
     secrets_in_environment,
 )
-from dbt_runtime.project import PROFILE_NAME, TARGET_DIR, project_dir_in_use
+from dbt_runtime.project import TARGET_DIR, profile_name, project_dir_in_use, tenant
 from dbt_runtime.resume import RESUMABLE_COMMANDS
 from dbt_runtime.summary import RunSummary, summarize
 
@@ -47,8 +47,10 @@ def run_flow(invocation: DbtInvocation, timeout_seconds: float) -> dict[str, int
     target = invocation.target.value
     # profiles.yml and its blocks are read once, here; a missing block fails before anything
     # waits, naming the script that registers it.
+    # The tenant's project (fixed by its deployment: WG_TENANT) and the profile it names.
+    project_dir = project_dir_in_use()
     profile = run_coro_as_sync(
-        run_profile(load_profiles(project_dir_in_use()), PROFILE_NAME, target)
+        run_profile(load_profiles(project_dir), profile_name(project_dir), target)
     )
     result = guards.guarded_run(
         invocation.target,
@@ -72,7 +74,10 @@ def run_dbt(invocation: DbtInvocation, profile: RunProfile) -> dict[str, int] | 
     """
     logger = get_run_logger()
     # dbt's partial-parse state holds absolute paths: run from a path stable across runs.
-    project_dir = partial_parse.stable_project_dir(project_dir_in_use(), invocation.target.value)
+    prefix = tenant().artifacts_prefix
+    project_dir = partial_parse.stable_project_dir(
+        project_dir_in_use(), invocation.target.value, prefix
+    )
     target_dir = project_dir / TARGET_DIR
     flow_run_id = str(flow_run.id or "no-flow-run")
     store = _artifact_store(logger)
@@ -204,13 +209,13 @@ def _partial_parse(
     """Restore dbt's partial-parse state before dbt (partial_parse.py), keep it after."""
     if store is None:
         return
-    target = invocation.target.value
+    target, prefix = invocation.target.value, tenant().artifacts_prefix
     try:
         if action == "restore":
-            if partial_parse.restore(store, target, project_dir, project_dir / TARGET_DIR):
+            if partial_parse.restore(store, target, project_dir, project_dir / TARGET_DIR, prefix):
                 logger.info("Restored dbt's partial-parse state of the last %s run", target)
         else:
-            partial_parse.keep(store, target, project_dir, project_dir / TARGET_DIR)
+            partial_parse.keep(store, target, project_dir, project_dir / TARGET_DIR, prefix)
     except Exception as exc:  # a cache: never let it fail the run
         logger.warning("dbt partial-parse state not %sd: %s", action, exc)
 
@@ -278,20 +283,21 @@ def _publish(
     from prefect.artifacts import create_link_artifact, create_table_artifact
 
     target = invocation.target.value
+    keys = tenant().artifact_key  # per tenant: one tenant's latest summary never hides another's
     header = summary.header() if summary else f"{invocation.label}: dbt wrote no run_results.json"
     if failure is not None:
         header += f"\n\n**Failed: {failure.kind.value}**"
     try:
         create_table_artifact(
             table=summary.table() if summary else [],
-            key=f"dbt-summary-{target}",
+            key=keys("summary", target),
             description=header,
         )
         if kept is not None:
             create_link_artifact(
                 link=kept.location,
                 link_text=f"dbt artifacts: {', '.join(kept.files)}",
-                key=f"dbt-artifacts-{target}",
+                key=keys("artifacts", target),
                 description=(
                     f"Fetch: `python -m migration artifacts --flow-run {kept.flow_run_id} "
                     "--dest ./run-artifacts`"

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         default="wg-dbt-cloud",
         description="The DbtCloudCredentials block the parity check and job import read.",
     )
+    tenant: str = Field(
+        default="",
+        description="The tenant (folder under tenants/) this process builds; each prefect.yaml "
+        "deployment sets it for its runs; unset: prefect.yaml's first deployment's.",
+    )
     dbt_project_dir: Path | None = Field(
         default=None,
         description="Build this copy of the dbt project instead of the repository's "

@@ -1,4 +1,7 @@
-"""The William Grant dbt project, orchestrated by Prefect: the flow and its parameters.
+"""A tenant's dbt project, orchestrated by Prefect: the flow and its parameters.
+
+The same flow for every tenant: each prefect.yaml deployment fixes the tenant it builds (its env's
+WG_TENANT; dbt_runtime/project.py), never a parameter, so a Custom run cannot change it.
 
 Typed parameters -> validated dbt argv (dbt_runtime/invocation.py) -> one run per target within
 the run timeout (dbt_runtime/guards.py) -> dbt through prefect-dbt's runner with a task run per
@@ -49,7 +52,7 @@ def dbt_project(
         Field(gt=0, le=MAX_TIMEOUT_SECONDS, json_schema_extra={"title": "Timeout (seconds)"}),
     ] = DEFAULT_TIMEOUT_SECONDS,
 ) -> dict[str, int] | State:
-    """Run dbt for the William Grant project (tenants/dbt_williamgrant).
+    """Run dbt for the deployment's tenant (its dbt project under tenants/).
 
     Args:
         command: The dbt command to run; scheduled runs use `build`.
@@ -65,7 +68,7 @@ def dbt_project(
         timeout_seconds: Stop dbt and end the run TimedOut after this long (default 3 hours,
             at most 86400 = 24 hours), waiting for another run of the same target included.
     """
-    # A Custom run's `env` job variable may not choose code, project or paths.
+    # A Custom run's `env` job variable may not choose code, project, paths or the tenant.
     guards.refuse_run_environment(flow_run.id)
     # A scheduled run builds what prefect.yaml declares for its schedule.
     if (declared := schedule_guard.enforce_declared_parameters(locals())) is not None:

@@ -1,7 +1,8 @@
 """The parity check as a Prefect flow: the same comparison as `python -m migration parity`,
 with the report published as a markdown artifact on the flow run (key `parity-report`).
 
-Not deployed by prefect.yaml (which holds the one dbt deployment); run it ad hoc or serve it:
+Not deployed by prefect.yaml (which holds the dbt deployments, one per tenant); run it ad hoc
+or serve it (WG_TENANT picks the tenant whose kept runs `latest:TARGET` reads):
 
     python -m flows.parity_flow --baseline dbt-cloud:70403103921001 --candidate latest:prod
 

@@ -1,1 +1,1 @@
-"""Operator tooling for the dbt Cloud -> Prefect migration of the William Grant dbt project."""
+"""Operator tooling for the dbt Cloud -> Prefect migration of the tenants' dbt projects."""

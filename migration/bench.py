@@ -6,7 +6,7 @@ machine noise hits both modes alike:
 
 - `plain`: the `dbt build` CLI on the project (fresh DuckDB file per run);
 - `flow`:  the project's flow exactly as deployed, `flows.dbt_project.dbt_project(
-           target="local")`, in a copy of this repository whose tenants/dbt_williamgrant is the
+           target="local")`, in a copy of this repository whose default tenant folder is the
            synthetic project, against a local Prefect server. Its time is the whole process,
            start to exit: imports, flow run creation, profile checks, dbt, and every event and
            log delivered (Prefect drains both before the process exits), so deferring work past
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dbt_runtime.project import PROJECT_DIR, REPO_ROOT, deployment_full_name
+from dbt_runtime.project import REPO_ROOT, deployment_full_name, tenant
 from migration.cloudlike import EMULATOR_EXCLUDE as EXCLUDE
 from migration.cloudlike import CloudlikeStack
 from migration.local_stack import LocalStack, free_port
@@ -54,7 +54,6 @@ from migration.synthetic_project import SyntheticProject, write_project
 DEFAULT_SIZES = "100 500 2000"
 DEFAULT_RESULTS = REPO_ROOT / "bench" / "results.json"
 MODES = ("plain", "flow")
-TENANT_RELATIVE = PROJECT_DIR.relative_to(REPO_ROOT)
 RESULT_PREFIX = "BENCH_RESULT "
 
 # Runs in the child: the deployed flow function, imported from the repository copy.
@@ -243,14 +242,15 @@ def repository_files() -> list[str]:
 def repository_copy(dest: Path, project: Path, flows: Path = REPO_ROOT / "flows") -> Path:
     """This working tree with `project` in place of the tenant dbt project (and `flows` in
     place of flows/, to measure a candidate change)."""
+    tenant_dir = tenant().project_dir.relative_to(REPO_ROOT)
     for name in repository_files():
-        if Path(name).is_relative_to(TENANT_RELATIVE) or Path(name).is_relative_to("flows"):
+        if Path(name).is_relative_to(tenant_dir) or Path(name).is_relative_to("flows"):
             continue
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, dest / name)
     shutil.copytree(flows, dest / "flows", ignore=shutil.ignore_patterns("__pycache__"))
-    (dest / TENANT_RELATIVE).parent.mkdir(parents=True, exist_ok=True)
-    (dest / TENANT_RELATIVE).symlink_to(project, target_is_directory=True)
+    (dest / tenant_dir).parent.mkdir(parents=True, exist_ok=True)
+    (dest / tenant_dir).symlink_to(project, target_is_directory=True)
     return dest
 
 

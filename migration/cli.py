@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sys
 from collections.abc import Callable, Sequence
+
+from dbt_runtime.project import TenantError, tenant
+from dbt_runtime.settings import env_name, get_settings
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -28,21 +33,47 @@ COMMAND_MODULES = [
     "migration.bench",
     "migration.artifacts",
     "migration.parity",
+    "migration.tenants",
 ]
+# The commands that act for one tenant take `--tenant NAME` (default: WG_TENANT if set, else
+# prefect.yaml's first deployment's tenant).
+TENANT_COMMANDS = (
+    "local", "schedules", "parity", "cutover", "rollback", "import-jobs", "artifacts",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m migration",
-        description="Operator tooling for the William Grant dbt Cloud -> Prefect migration.",
+        description="Operator tooling for the dbt Cloud -> Prefect migration of the tenants.",
     )
     sub = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for command in TENANT_COMMANDS:
+        sub.choices[command].add_argument(
+            "--tenant",
+            metavar="NAME",
+            help="the tenant (folder under tenants/); default: prefect.yaml's first deployment's",
+        )
     return parser
+
+
+def use_tenant(name: str) -> None:
+    """Act as tenant `name` for the rest of this process (and what it starts): the same
+    setting, WG_TENANT, that each deployment gives its runs."""
+    tenant(name)  # unknown: TenantError naming prefect.yaml and `tenants add`
+    os.environ[env_name("tenant")] = name
+    get_settings.cache_clear()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "tenant", None):
+        try:
+            use_tenant(args.tenant)
+        except TenantError as exc:
+            print(f"error: --tenant: {exc}", file=sys.stderr)
+            return 2
     handler: Handler = args.handler
     return handler(args)

@@ -31,14 +31,13 @@ from dbt_runtime import artifact_store
 from dbt_runtime.profiles import REGISTERED_BY, block_refs, load_profiles, profile_targets
 from dbt_runtime.project import (
     LEGACY_FLOW_NAMES,
-    PROFILE_NAME,
-    PROJECT_DIR,
     REPO_ROOT,
     deployment_config,
     deployment_full_name,
     entrypoint,
     register_command,
     source_config,
+    tenants,
     work_pool_name,
 )
 from migration.source import deployed_commit
@@ -181,12 +180,14 @@ def required_blocks() -> list[tuple[str, str, str]]:
             REGISTERED_BY["github-credentials"],
         )
     ]
-    for target, settings in sorted(
-        profile_targets(load_profiles(PROJECT_DIR), PROFILE_NAME).items()
-    ):
-        for ref in sorted(block_refs(settings), key=str):
-            script = REGISTERED_BY.get(ref.block_type, "register it").format(target=target)
-            needed.append((ref.block_type, ref.name, script))
+    for tenant in tenants():  # each tenant's own blocks, named in its profiles.yml
+        outputs = profile_targets(load_profiles(tenant.project_dir), tenant.profile_name)
+        for target, settings in sorted(outputs.items()):
+            for ref in sorted(block_refs(settings), key=str):
+                script = REGISTERED_BY.get(ref.block_type, "register it").format(target=target)
+                if not tenant.first:
+                    script = f"WG_TENANT={tenant.name} {script}"
+                needed.append((ref.block_type, ref.name, script))
     store_type, _, store_name = artifact_store.artifacts_block().partition("/")
     needed.append((store_type, store_name, f"{register_command('artifacts')} --bucket <bucket>"))
     return needed

@@ -415,7 +415,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help=f"DbtCloudCredentials block (default: $WG_DBT_CLOUD_BLOCK or {DEFAULT_BLOCK})",
     )
     parser.add_argument(
-        "--deployment", default=None, help="FLOW/DEPLOYMENT (default: prefect.yaml's)"
+        "--deployment", default=None, help="FLOW/DEPLOYMENT (default: the --tenant's)"
     )
     parser.add_argument("--apply", action="store_true", help="act (default: dry run)")
 

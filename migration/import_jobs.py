@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from dbt_runtime.dbt_cloud import DEFAULT_BLOCK, DbtCloudError, load_credentials, run_sync
-from dbt_runtime.project import DBT_CLOUD_EXPORT, schedules
+from dbt_runtime.project import DBT_CLOUD_EXPORT, deployment_full_name, schedules
 from migration.dbt_cloud_jobs import (
     DbtCloudJobs,
     JobImport,
@@ -72,7 +72,8 @@ def read_jobs(args: argparse.Namespace) -> list[dict]:
 
 
 def report(imports: list[JobImport], skipped: list[str]) -> str:
-    lines = ["# prefect.yaml `deployments[0].schedules` implied by the dbt Cloud jobs"]
+    which = deployment_full_name()  # the tenant's (--tenant; default: prefect.yaml's first)
+    lines = [f"# prefect.yaml schedules of {which} implied by the dbt Cloud jobs"]
     lines += yaml.safe_dump(
         [schedule_entry(i.schedule) for i in imports], sort_keys=False
     ).splitlines()

@@ -26,7 +26,7 @@ from typing import Any
 
 from dbt_runtime.artifact_store import register_local_store
 from dbt_runtime.project import REPO_ROOT, deployment_full_name, work_pool_name
-from dbt_runtime.settings import get_settings
+from dbt_runtime.settings import env_name, get_settings
 from migration.source import REPOSITORY_ENV
 
 DEFAULT_HOME = REPO_ROOT / ".local"
@@ -61,11 +61,14 @@ class LocalStack:
     @property
     def warehouse(self) -> Path:
         """The DuckDB file of target `local`: outside any run's working dir, so it persists."""
-        return self.home / "warehouse" / "williamgrant.duckdb"
+        return self.home / "warehouse" / "local.duckdb"
 
     def env(self) -> dict[str, str]:
         """Environment for every Prefect command, worker and flow run of this stack."""
         env = dict(os.environ)
+        # The server, worker and deploy serve every tenant; a run's tenant is its deployment's
+        # (`--tenant` of `local run` chooses which deployment to run, not the stack's).
+        env.pop(env_name("tenant"), None)
         env.update(
             PREFECT_HOME=str(self.home / "prefect"),
             PREFECT_API_URL=self.api_url,
@@ -357,7 +360,8 @@ async def _summary_counts(client: Any, flow_run_id: Any) -> dict[str, int]:
 def trigger_run(
     stack: LocalStack, parameters: dict[str, Any], timeout: float = 900, out: Any = sys.stdout
 ) -> dict[str, Any]:
-    """Start an ad-hoc run of the deployment, stream its logs, return its final state."""
+    """Start an ad-hoc run of the tenant's deployment (WG_TENANT, `--tenant`), stream its logs,
+    return its final state."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     os.environ.update({k: v for k, v in stack.env().items() if k.startswith("PREFECT_")})

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dbt_runtime.dbt_cloud import DbtCloudBlockMissing, DbtCloudError, load_credentials
-from dbt_runtime.project import DBT_CLOUD_EXPORT, REPO_ROOT, schedules
+from dbt_runtime.project import DBT_CLOUD_EXPORT, REPO_ROOT, all_schedules
 from dbt_runtime.settings import get_settings
 from migration.dbt_cloud_jobs import DbtCloudJobs, load_export, schedule_slug, scheduled_jobs
 
@@ -189,7 +189,7 @@ def active_for_deploy(slug: str, block: str | None = None) -> bool:
 
 
 def main(args: argparse.Namespace) -> int:
-    declared = {s.slug for s in schedules()}
+    declared = all_schedules()  # a build step: every tenant's deploy runs every tenant's steps
     if args.slug not in declared:
         print(f"error: prefect.yaml declares no schedule {args.slug!r}", file=sys.stderr)
         return 2

@@ -368,6 +368,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--deployment",
         default=None,
-        help="FLOW/DEPLOYMENT (default: the one prefect.yaml declares)",
+        help="FLOW/DEPLOYMENT (default: the --tenant's, in prefect.yaml)",
     )
     parser.set_defaults(handler=main)

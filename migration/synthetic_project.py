@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from dbt_runtime.project import PROJECT_DIR
+from dbt_runtime.project import profile_name, tenant
 
 SEED_COUNT = 3
 SEED_ROWS = 40
@@ -91,8 +91,9 @@ def model_sql(spec: ModelSpec) -> str:
 
 def tenant_profile() -> tuple[str, dict[str, object]]:
     """The tenant project's profile name and its `local` (DuckDB) target, as the tenant has it."""
-    profile = str(yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["profile"])
-    profiles = yaml.safe_load((PROJECT_DIR / "profiles.yml").read_text())
+    project_dir = tenant().project_dir
+    profile = profile_name(project_dir)
+    profiles = yaml.safe_load((project_dir / "profiles.yml").read_text())
     return profile, dict(profiles[profile]["outputs"][LOCAL_TARGET])
 
 

@@ -67,13 +67,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo_snapshot: Path) -> Iter
         stack.ensure_artifact_store()
         stack.deploy()
         stack.start_worker()
+        # Setting up the stack read (and cached) the settings: a module fixture that sets WG_*
+        # variables before its first test must not run on them (test_observability in isolation).
+        get_settings.cache_clear()
         # os.environ alone is not enough: Prefect reads its settings once, at import, and a
         # test module collected earlier may already have imported prefect.
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        # Starting the stack read the settings; a module fixture that sets WG_* variables
-        # next (before any test's fresh_settings) must not get them from the cache.
-        get_settings.cache_clear()
         with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
             yield stack
     finally:

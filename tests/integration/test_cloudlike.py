@@ -28,7 +28,7 @@ import pytest
 
 from dbt_runtime import artifact_store, guards, packages
 from dbt_runtime.invocation import Target
-from dbt_runtime.project import PROJECT_DIR, REPO_ROOT, deployment_full_name
+from dbt_runtime.project import REPO_ROOT, deployment_full_name, tenants
 from dbt_runtime.settings import env_name, get_settings
 from migration.cloudlike import (
     BUCKET,
@@ -41,6 +41,10 @@ from migration.cloudlike import (
 )
 from migration.local_stack import trigger_run
 from tests.prefect_api import engine_pids, log_text, wait_for_logs
+
+# William Grant's project: prefect.yaml's first tenant (not tenant(): settings are read
+# per test, and a module-level read would cache them before a fixture sets WG_* variables).
+PROJECT_DIR = tenants()[0].project_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.cloudlike]
 BLOCK_ENV = env_name("artifacts_block")

@@ -10,7 +10,7 @@ A doc command that breaks fails CI. What the harness does to a block, and nothin
 - provides a dbt Cloud: a loopback fake holding the exported jobs, with the DbtCloudCredentials
   block the tooling loads by default (`wg-dbt-cloud`) registered on the session server, so the
   cutover/rollback pages run for real;
-- leaves out the two commands listed in COVERED_ELSEWHERE (each proven by another test).
+- leaves out the commands listed in COVERED_ELSEWHERE (each proven by another test).
 Blocks that need something this machine cannot reach (Prefect Cloud login, Snowflake) are
 written as ```text in the docs. After each block the harness waits for flow runs it started, and
 before each page and at the end, puts the deployment back to day one (dbt Cloud runs the jobs).
@@ -31,6 +31,7 @@ import pytest
 
 from dbt_runtime.project import REPO_ROOT
 from migration.local_stack import LocalStack
+from tests.tenant_project import ADD_COMMAND, RUN_COMMAND
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "runbook").glob("*.md"))]
 LOCAL_STACK_URL = "http://127.0.0.1:4200"
@@ -38,6 +39,9 @@ LOCAL_STACK_URL = "http://127.0.0.1:4200"
 COVERED_ELSEWHERE = {
     "make run": "tests/e2e/test_make_run.py (a fresh clone; port 4200 is the operator's)",
     "make test": "this test suite itself",
+    # They add a tenant to the repository they run in (the session's deploys read it).
+    ADD_COMMAND: "tests/integration/test_tenants.py (a clone with a second tenant)",
+    RUN_COMMAND: "tests/integration/test_tenants.py (a clone with a second tenant)",
 }
 BLOCK_TIMEOUT = 900
 

@@ -24,10 +24,14 @@ from typing import Any
 
 import pytest
 
-from dbt_runtime.project import PROJECT_DIR, REPO_ROOT
+from dbt_runtime.project import REPO_ROOT, tenants
 from dbt_runtime.settings import env_name
 from migration import notifications
 from migration.local_stack import LocalStack
+
+# William Grant's project: prefect.yaml's first tenant (not tenant(): settings are read
+# per test, and a module-level read would cache them before a fixture sets WG_* variables).
+PROJECT_DIR = tenants()[0].project_dir
 
 PROJECT_DIR_ENV = env_name("dbt_project_dir")
 pytestmark = [pytest.mark.integration, pytest.mark.notifications]

@@ -39,7 +39,12 @@ from dbt_runtime.profiles import (
     field_refs,
     load_profiles,
 )
-from dbt_runtime.project import PROFILE_NAME, PROJECT_DIR, REPO_ROOT, register_command
+from dbt_runtime.project import REPO_ROOT, register_command, tenants
+
+# William Grant's project: prefect.yaml's first tenant (not tenant(): settings are read
+# per test, and a module-level read would cache them before a fixture sets WG_* variables).
+PROJECT_DIR = tenants()[0].project_dir
+PROFILE_NAME = tenants()[0].profile_name
 
 FAKE_PASSWORD = "fake-password-not-real"  # pragma: allowlist secret
 NOT_A_KEY = "-----BEGIN PRIVATE KEY-----\nnope\n"  # pragma: allowlist secret

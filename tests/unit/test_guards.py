@@ -6,6 +6,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from dbt_runtime.invocation import (
     require_selected_nodes,
 )
 from dbt_runtime.profiles import BlockRef, RunProfile
+from dbt_runtime.project import Tenant
 
 pytestmark = pytest.mark.reliability
 
@@ -42,6 +44,13 @@ def test_every_target_gets_its_own_single_slot_limit() -> None:
     assert guards.SLOTS_PER_TARGET == 1
     with pytest.raises(ValueError):
         guards.limit_name("staging")
+
+
+def test_each_tenant_gets_its_own_limits_named_after_its_deployment() -> None:
+    shop = Tenant("dbt_shop", "shop", Path("/nowhere"), first=False)
+    assert guards.limit_name(Target.local, shop) == "dbt-shop-target-local"
+    assert not set(guards.limit_names(shop)) & set(guards.limit_names())
+    assert set(guards.limit_names()) <= set(guards.all_limit_names())
 
 
 def test_deadline_interrupts_a_blocking_call_and_names_the_timeout() -> None:

@@ -1,4 +1,4 @@
-"""prefect.yaml: the one deployment, its pull steps and schedules that replicate dbt Cloud."""
+"""prefect.yaml: one deployment per tenant, pull steps and schedules that replicate dbt Cloud."""
 
 from __future__ import annotations
 
@@ -11,11 +11,27 @@ from migration.dbt_cloud_jobs import load_export, schedule_for_job, scheduled_jo
 REPO = project.REPO_ROOT
 
 
-def test_exactly_one_deployment_with_documented_defaults() -> None:
-    deployment = project.deployment_config()
-    assert deployment["parameters"] == {"command": "build", "target": "dev"}
-    assert deployment["enforce_parameter_schema"] is True
-    assert deployment["entrypoint"].startswith("flows/")
+def test_one_deployment_per_tenant_with_documented_defaults() -> None:
+    entries = project.prefect_config()["deployments"]
+    tenants = project.tenants()
+    assert [project.declared_tenant(d) for d in entries] == [t.name for t in tenants]
+    assert len({t.name for t in tenants}) == len(tenants)  # tenants() refuses a second entry
+    for deployment in entries:
+        assert deployment["parameters"] == {"command": "build", "target": "dev"}
+        assert deployment["enforce_parameter_schema"] is True
+        assert deployment["entrypoint"] == project.entrypoint()
+
+
+def test_william_grant_keeps_its_deployment_limits_and_kept_run_layout() -> None:
+    """R-102: still one deployment, dbt_project/williamgrant, first in prefect.yaml, so its
+    kept runs (`<target>/<flow run id>/`), limits and artifact keys keep their names."""
+    (wg,) = (t for t in project.tenants() if t.name == "dbt_williamgrant")
+    assert wg == project.tenant() and wg.first
+    assert (wg.full_name, wg.profile_name, wg.artifacts_prefix) == (
+        "dbt_project/williamgrant", "dbt_williamgrant", "",
+    )  # fmt: skip
+    assert wg.artifact_key("summary", "prod") == "dbt-summary-prod"
+    assert [s.slug for s in project.schedules()] == ["wg-prod-nightly", "wg-dev-weekday"]
 
 
 def test_pull_steps_clone_the_deployed_commit_then_install_requirements() -> None:
@@ -37,8 +53,12 @@ def test_runs_are_told_the_artifacts_block_the_deploy_was_given() -> None:
     build = {next(iter(step.values()))["id"]: step for step in project.prefect_config()["build"]}
     (step,) = build["artifacts-block"].values()
     assert step["script"] == "python -m migration artifacts --block"
-    env = project.deployment_config()["work_pool"]["job_variables"]["env"]
-    assert env == {"WG_ARTIFACTS_BLOCK": "{{ artifacts-block.stdout }}"}
+    for deployment in project.prefect_config()["deployments"]:
+        env = deployment["work_pool"]["job_variables"]["env"]
+        assert env == {
+            "WG_TENANT": project.declared_tenant(deployment),
+            "WG_ARTIFACTS_BLOCK": "{{ artifacts-block.stdout }}",
+        }
 
 
 def test_schedules_replicate_the_dbt_cloud_jobs() -> None:
@@ -64,7 +84,8 @@ def test_every_schedule_is_active_only_as_its_deploy_time_scheduler_step_says() 
         for name, step in item.items()
         if name.endswith("run_shell_script")
     }
-    for entry in project.deployment_config()["schedules"]:
+    entries = [s for d in project.prefect_config()["deployments"] for s in d.get("schedules", [])]
+    for entry in entries:
         step_id = project.active_step_id(entry["slug"])
         assert entry["active"] == "{{ " + step_id + ".stdout }}", entry["slug"]
         assert steps[step_id].split() == [

@@ -32,7 +32,12 @@ from dbt_runtime.profiles import (
     scope_to_target,
     secrets_in_environment,
 )
-from dbt_runtime.project import PROFILE_NAME, PROJECT_DIR
+from dbt_runtime.project import tenants
+
+# William Grant's project: prefect.yaml's first tenant (not tenant(): settings are read
+# per test, and a module-level read would cache them before a fixture sets WG_* variables).
+PROJECT_DIR = tenants()[0].project_dir
+PROFILE_NAME = tenants()[0].profile_name
 
 CREDENTIALS = BlockRef("snowflake-credentials", "wg-dbt-dev")
 CONNECTOR = BlockRef("snowflake-connector", "wg-dbt-dev")
