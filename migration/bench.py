@@ -515,10 +515,12 @@ def run_bench(
                 per_size[str(models)] = size
                 results[f"flow_over_plain_{models}"] = size["flow_over_plain"]
                 results[f"cpu_flow_over_plain_{models}"] = size["cpu_flow_over_plain"]
-            results["sizes"] = per_size
-            for key in ("per_node_overhead_ms", "per_node_client_cpu_ms",
-                        "per_node_server_cpu_ms", "visibility_p95_s"):  # fmt: skip
-                results[key] = {n: size[key] for n, size in per_size.items()}
+                results["sizes"] = per_size
+                for key in ("per_node_overhead_ms", "per_node_client_cpu_ms",
+                            "per_node_server_cpu_ms", "visibility_p95_s"):  # fmt: skip
+                    results[key] = {n: size[key] for n, size in per_size.items()}
+                # Written after every size: a long run stopped later keeps what it measured.
+                _write_results(results, results_path)
             rss = [r["peak_rss_mb"] for s in per_size.values() for r in s["runs"]]
             results["peak_rss_mb"] = round(max(rss), 1) if rss else None
             results["peak_rss_mb_by_mode"] = {
@@ -544,11 +546,15 @@ def run_bench(
             stack.stop()
     results["machine_end"] = machine_info()
     results["elapsed_s"] = round((datetime.now(UTC) - started).total_seconds(), 1)
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    _write_results(results, results_path)
     print_table(results, out)
     print(f"results: {results_path}", file=out)
     return results
+
+
+def _write_results(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def print_table(results: dict[str, Any], out: Any) -> None:
