@@ -364,11 +364,21 @@ def trigger_run(
     return its final state."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    os.environ.update({k: v for k, v in stack.env().items() if k.startswith("PREFECT_")})
-    # Prefect reads its settings when first imported, which may have been before the line
-    # above: point this process's client at the stack explicitly.
-    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
-        return asyncio.run(_trigger_and_follow(stack, parameters, timeout, out))
+    # The stack's PREFECT_* for this call only: a caller that goes on (a test session) must not
+    # keep talking to a stack that has since stopped. Prefect reads its settings when first
+    # imported, maybe before this: point this process's client at the stack explicitly too.
+    stack_env = {k: v for k, v in stack.env().items() if k.startswith("PREFECT_")}
+    previous = {k: os.environ.get(k) for k in stack_env}
+    os.environ.update(stack_env)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+            return asyncio.run(_trigger_and_follow(stack, parameters, timeout, out))
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def run_main(parameters: dict[str, Any]) -> int:
