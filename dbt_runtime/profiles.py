@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from dbt_runtime.project import register_command
+from dbt_runtime.settings import environment_overlay
 
 PROFILES_FILE = "profiles.yml"
 # Prefect's placeholder grammar (prefect.utilities.templating): a block field is
@@ -360,16 +361,8 @@ def secrets_in_environment(profile: RunProfile) -> Iterator[None]:
     PREFECT_BLOCKS_* variable (prefect-dbt's unprotected copies) is left in the environment."""
     for key in [k for k in os.environ if k.startswith(PREFECT_BLOCK_ENV_PREFIX)]:
         del os.environ[key]
-    previous = {key: os.environ.get(key) for key in profile.secrets}
-    os.environ.update(profile.secrets)
-    try:
+    with environment_overlay(profile.secrets):
         yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 async def run_profile(profiles: dict[str, Any], profile_name: str, target: str) -> RunProfile:

@@ -8,6 +8,9 @@ these knobs.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 
@@ -91,3 +94,19 @@ def env_name(field: str) -> str:
 def default(field: str) -> object:
     """A knob's default, as the Settings class declares it."""
     return Settings.model_fields[field].default
+
+
+@contextlib.contextmanager
+def environment_overlay(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` set in os.environ for the block, each key put back as it was after (unset when
+    it was unset): what a run or a command lends its environment, it gets back."""
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

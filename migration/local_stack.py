@@ -26,7 +26,7 @@ from typing import Any
 
 from dbt_runtime.artifact_store import register_local_store
 from dbt_runtime.project import REPO_ROOT, deployment_full_name, work_pool_name
-from dbt_runtime.settings import env_name, get_settings
+from dbt_runtime.settings import env_name, environment_overlay, get_settings
 from migration.source import REPOSITORY_ENV
 
 DEFAULT_HOME = REPO_ROOT / ".local"
@@ -368,17 +368,11 @@ def trigger_run(
     # keep talking to a stack that has since stopped. Prefect reads its settings when first
     # imported, maybe before this: point this process's client at the stack explicitly too.
     stack_env = {k: v for k, v in stack.env().items() if k.startswith("PREFECT_")}
-    previous = {k: os.environ.get(k) for k in stack_env}
-    os.environ.update(stack_env)
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
-            return asyncio.run(_trigger_and_follow(stack, parameters, timeout, out))
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with (
+        environment_overlay(stack_env),
+        temporary_settings(updates={PREFECT_API_URL: stack.api_url}),
+    ):
+        return asyncio.run(_trigger_and_follow(stack, parameters, timeout, out))
 
 
 def run_main(parameters: dict[str, Any]) -> int:
