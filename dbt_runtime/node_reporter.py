@@ -78,7 +78,6 @@ class _Node:
     logger: logging.LoggerAdapter[logging.Logger]
     last_event: Any = None  # the previous state event, so the server orders states right
     finished: bool = False
-    announced: bool = False  # its Running state was sent (it ran longer than the grace)
     held_lines: list[tuple[int, str]] = field(default_factory=list)  # until announced/finished
     started: float = 0.0  # time.monotonic() when the reporter saw it start
 
@@ -188,7 +187,6 @@ class NodeReporter:
                 return
             del self._unannounced[node.unique_id]
             node.last_event = self._emit(node.task_run, None, node.task_run.state, None)
-            node.announced = True
             self._release_lines(node)
 
     def _release_lines(self, node: _Node) -> None:
@@ -266,8 +264,9 @@ class NodeReporter:
                 "flow_name": self.flow_name,
             },
         )
-        node = _Node(unique_id=unique_id, task_run=task_run, logger=logger)
-        node.started = time.monotonic()
+        node = _Node(
+            unique_id=unique_id, task_run=task_run, logger=logger, started=time.monotonic()
+        )
         self._nodes[unique_id] = node
         self._unannounced[unique_id] = node  # announced Running only if it outlasts the grace
 
@@ -334,10 +333,10 @@ class NodeReporter:
         message = self.scrub(event.info.msg)
         if node is None:
             self.flow_logger.log(level, "%s", message)
-        elif node.announced or node.finished:
-            node.logger.log(level, "%s", message)
-        else:  # a node that may finish within the grace: its lines go out as one record
+        elif node.unique_id in self._unannounced:  # may finish within the grace: one record
             node.held_lines.append((level, message))
+        else:  # announced Running, or finished
+            node.logger.log(level, "%s", message)
 
 
 _LOG_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
