@@ -26,6 +26,7 @@ clear, bounded answer when the warehouse cannot be reached.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import re
 import signal
@@ -262,8 +263,13 @@ def target_slot(
             f"{target.value!r}: another run still holds concurrency limit {name!r}"
         ) from exc
     stop = threading.Event()
+    # In a copy of this context: the renewals go to the API this run acquired from (a thread
+    # starts with Prefect's import-time settings, which may name no API or another one).
     renewer = threading.Thread(
-        target=_keep_lease, args=(response.lease_id, stop, log), name="wg-lease", daemon=True
+        target=contextvars.copy_context().run,
+        args=(_keep_lease, response.lease_id, stop, log),
+        name="wg-lease",
+        daemon=True,
     )
     renewer.start()
     try:

@@ -11,9 +11,29 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 LOG_PAGE = 200  # the server's maximum logs per read
+
+
+def api_client(api_url: str = "") -> httpx.Client:
+    """Plain HTTP to the server, with the retries Prefect's own clients make.
+
+    The local server runs on SQLite: a write that loses a race with another one (the worker,
+    the scheduler, a run's events) is answered 503 Service Unavailable, which Prefect's clients
+    retry. A test calling the API itself retries the same way, or it fails on the race instead
+    of on what it checks.
+    """
+    from prefect.client.base import PrefectHttpxSyncClient
+
+    return PrefectHttpxSyncClient(base_url=api_url, timeout=30, raise_on_all_errors=False)
+
+
+def api_request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request through `api_client` (an absolute URL under the server's /api)."""
+    with api_client() as client:
+        return client.request(method, url, **kwargs)
 
 
 async def read_flow_run_logs(flow_run_id: str) -> list[Any]:

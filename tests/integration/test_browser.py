@@ -24,7 +24,7 @@ import pytest
 
 from dbt_runtime import project
 from migration.local_stack import LocalStack
-from tests.prefect_api import log_text, wait_for_logs
+from tests.prefect_api import api_client, log_text, wait_for_logs
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -57,10 +57,23 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             viewport={"width": 1400, "height": 1000},
         )
         context.set_default_timeout(30_000)
+        context.route("**/api/**", _retry_lost_races)
         try:
             yield context
         finally:
             context.close()
+
+
+def _retry_lost_races(route: Any) -> None:
+    """The browser's API calls get the retries Prefect's clients make (`api_client`): the local
+    server's SQLite answers 503 to a write that lost a race with the worker or the scheduler.
+    The UI does not retry; Prefect Cloud (Postgres) does not lose such races."""
+    for attempt in range(6):
+        response = route.fetch()
+        if response.status != 503:
+            break
+        time.sleep(0.1 * 2**attempt)  # back-off between attempts, as Prefect's client does
+    route.fulfill(response=response)
 
 
 def _screenshot(page: Any, name: str) -> None:
@@ -79,7 +92,7 @@ def page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 def _api(stack: LocalStack) -> httpx.Client:
-    return httpx.Client(base_url=stack.api_url, timeout=30)
+    return api_client(stack.api_url)
 
 
 def _deployment(stack: LocalStack) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from prefect_dbt.cloud import DbtCloudCredentials
 
@@ -22,6 +21,7 @@ from migration.dbt_cloud_jobs import DbtCloudJobs, load_export, scheduled_jobs
 from migration.local_stack import LocalStack
 from tests.day_one import restore_day_one
 from tests.fakes.dbt_cloud_server import FakeDbtCloud
+from tests.prefect_api import api_request
 
 pytestmark = pytest.mark.integration
 
@@ -186,4 +186,4 @@ def test_import_jobs_reads_the_api_and_checks_prefect_yaml(
         assert written == dbt_cloud.jobs
         assert written[prod.job_id]["schedule"] == {"cron": "0 4 * * *"}
     finally:
-        httpx.delete(f"{stack.api_url}/block_documents/{block_id}")
+        api_request("DELETE", f"{stack.api_url}/block_documents/{block_id}")

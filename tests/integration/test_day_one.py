@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from prefect_dbt.cloud import DbtCloudCredentials
 
@@ -22,6 +21,7 @@ from migration.dbt_cloud_jobs import load_export, scheduled_jobs
 from migration.local_stack import LocalStack
 from tests.day_one import restore_day_one
 from tests.fakes.dbt_cloud_server import FakeDbtCloud
+from tests.prefect_api import api_request
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def dbt_cloud(
         yield server
     finally:
         if block_id is not None:
-            httpx.delete(f"{stack.api_url}/block_documents/{block_id}")
+            api_request("DELETE", f"{stack.api_url}/block_documents/{block_id}")
         server.stop()
         restore_day_one()
 

@@ -11,6 +11,7 @@ import pytest
 
 from dbt_runtime import project
 from migration.local_stack import LocalStack, trigger_run
+from tests.prefect_api import api_request
 
 pytestmark = pytest.mark.integration
 
@@ -31,10 +32,8 @@ def query_warehouse(stack: LocalStack, sql: str, timeout: float = 60) -> list[tu
 def _deployment(stack: LocalStack) -> dict:
     out = stack.prefect("deployment", "inspect", project.deployment_full_name()).stdout
     # `inspect` prints a Python-literal dict; the API gives JSON.
-    import httpx
-
     dep_id = out.split("'id': '", 1)[1].split("'", 1)[0]
-    return httpx.get(f"{stack.api_url}/deployments/{dep_id}").json()
+    return api_request("GET", f"{stack.api_url}/deployments/{dep_id}").json()
 
 
 def test_server_stores_each_schedule_with_its_own_parameters(stack: LocalStack) -> None:

@@ -26,11 +26,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from dbt_runtime.project import REPO_ROOT
 from migration.local_stack import LocalStack
+from tests.prefect_api import api_request
 from tests.tenant_project import ADD_COMMAND, RUN_COMMAND
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "runbook").glob("*.md"))]
@@ -150,7 +150,7 @@ def docs_env(
     finally:
         fake.stop()
         if block_id is not None:
-            httpx.delete(f"{stack.api_url}/block_documents/{block_id}")
+            api_request("DELETE", f"{stack.api_url}/block_documents/{block_id}")
         restore_day_one()  # whatever a page paused or cut over: dbt Cloud runs the jobs again
 
 
@@ -165,7 +165,7 @@ def wait_for_started_runs(api_url: str, timeout: float = 600) -> None:
                 "expected_start_time": {"before_": now},
             }
         }
-        if not httpx.post(f"{api_url}/flow_runs/filter", json=body).json():
+        if not api_request("POST", f"{api_url}/flow_runs/filter", json=body).json():
             return
         time.sleep(2)
     raise AssertionError(f"flow runs started by a doc block still running after {timeout}s")

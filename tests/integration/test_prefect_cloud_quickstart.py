@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from dbt_runtime import project
 from dbt_runtime.invocation import DbtCommand, Target
 from migration import cloud
 from migration.local_stack import LocalStack
+from tests.prefect_api import api_request
 
 HARNESS = project.REPO_ROOT / "tests" / "fakes" / "prefect_cloud_quickstart.py"
 
@@ -80,8 +80,8 @@ def test_quickstart_creates_the_flow_and_deployment_the_other_commands_use(
 ) -> None:
     name = f"{quickstart['flow']['name']}/{quickstart['deployment']['name']}"
     assert name == project.deployment_full_name() == f"{project.FLOW_NAME}/williamgrant"
-    deployed = httpx.get(f"{stack.api_url}/deployments/name/{name}").json()
-    flow = httpx.get(f"{stack.api_url}/flows/{deployed['flow_id']}").json()
+    deployed = api_request("GET", f"{stack.api_url}/deployments/name/{name}").json()
+    flow = api_request("GET", f"{stack.api_url}/flows/{deployed['flow_id']}").json()
     assert f"{flow['name']}/{deployed['name']}" == name  # what `prefect deploy --all` created
     assert quickstart["deployment"]["entrypoint"] == deployed["entrypoint"] == project.entrypoint()
     assert quickstart["deployment"]["parameters"] == deployed["parameters"]
@@ -91,8 +91,8 @@ def test_quickstart_form_equals_the_deployed_form_and_is_typed(
     quickstart: Any, stack: LocalStack
 ) -> None:
     schema = quickstart["deployment"]["parameter_openapi_schema"]
-    deployed = httpx.get(
-        f"{stack.api_url}/deployments/name/{project.deployment_full_name()}"
+    deployed = api_request(
+        "GET", f"{stack.api_url}/deployments/name/{project.deployment_full_name()}"
     ).json()
     assert schema == deployed["parameter_openapi_schema"]
     # ... and typed: the enums resolved, the defaults are values, not null.
@@ -114,14 +114,15 @@ def test_both_cloud_paths_retire_the_deployment_of_the_flows_earlier_name(
         assert any(s.argv[-2:] == ("cloud", "retire-legacy") for s in plan)
     (legacy,) = project.LEGACY_FLOW_NAMES
     api = stack.api_url
-    flow_id = httpx.post(f"{api}/flows/", json={"name": legacy}).json()["id"]
+    flow_id = api_request("POST", f"{api}/flows/", json={"name": legacy}).json()["id"]
     body = {"name": "williamgrant", "flow_id": flow_id, "entrypoint": "flows/old.py:old"}
-    assert httpx.post(f"{api}/deployments/", json=body).status_code in (200, 201)
+    assert api_request("POST", f"{api}/deployments/", json=body).status_code in (200, 201)
     done = subprocess.run(
         [sys.executable, "-m", "migration", "cloud", "retire-legacy"],
         cwd=project.REPO_ROOT, env=stack.env(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"deleted deployment {legacy}/williamgrant" in done.stdout
-    assert httpx.get(f"{api}/deployments/name/{legacy}/williamgrant").status_code == 404
-    assert httpx.get(f"{api}/deployments/name/{project.deployment_full_name()}").status_code == 200
+    assert api_request("GET", f"{api}/deployments/name/{legacy}/williamgrant").status_code == 404
+    current = api_request("GET", f"{api}/deployments/name/{project.deployment_full_name()}")
+    assert current.status_code == 200

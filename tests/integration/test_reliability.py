@@ -24,7 +24,7 @@ from dbt_runtime.invocation import Target
 from dbt_runtime.node_reporter import recorded_task_runs
 from dbt_runtime.profiles import ProfileError, run_profile
 from dbt_runtime.settings import env_name, get_settings
-from migration.local_stack import LocalStack
+from migration.local_stack import LocalStack, free_port
 from tests.integration.test_observability import copy_project
 from tests.prefect_api import engine_pids
 
@@ -151,6 +151,47 @@ def test_another_target_busy_does_not_block_this_one(warehouse: Path) -> None:
         state = run_flow(target="local", command="seed", select=[ONE_SEED])
     assert state.is_completed(), state.message
     assert asyncio.run(_active_slots(Target.prod)) == 0
+
+
+def test_the_slot_is_renewed_on_the_api_the_run_acquired_it_from(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's API may live only in its settings context (an in-process run, the tests); the
+    renewing thread must use it, not Prefect's import-time settings, which here name a closed
+    port (in CI they named no API at all: the thread started an ephemeral server of its own,
+    where the lease does not exist, and the real lease would have lapsed under a long build)."""
+    import prefect.context
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.settings import PREFECT_API_URL
+
+    closed = f"http://127.0.0.1:{free_port()}/api"
+    import_time = prefect.context.GLOBAL_SETTINGS_CONTEXT
+    monkeypatch.setattr(
+        prefect.context,
+        "GLOBAL_SETTINGS_CONTEXT",
+        prefect.context.SettingsContext(
+            profile=import_time.profile,
+            settings=import_time.settings.copy_with_update(updates={PREFECT_API_URL: closed}),
+        ),
+    )
+    renewed_at: list[str] = []
+    renew = SyncPrefectClient.renew_concurrency_lease
+
+    def spy(client: Any, *args: Any, **kwargs: Any) -> Any:
+        renewed_at.append(str(client.api_url))
+        return renew(client, *args, **kwargs)
+
+    monkeypatch.setattr(SyncPrefectClient, "renew_concurrency_lease", spy)
+    monkeypatch.setattr(guards, "LEASE_RENEW_SECONDS", 0.05)
+    said: list[str] = []
+    with guards.target_slot(Target.dev, wait_seconds=30, log=said.append):
+        deadline = time.monotonic() + 30
+        while len(renewed_at) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(renewed_at) >= 3, "the lease was not renewed"
+    assert {url.rstrip("/") for url in renewed_at} == {stack.api_url}
+    assert not [line for line in said if "could not renew" in line], said
+    assert asyncio.run(_active_slots(Target.dev)) == 0
 
 
 def _interval(logs: list[Any], start: str, end: str) -> tuple[datetime, datetime]:

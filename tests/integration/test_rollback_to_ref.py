@@ -7,7 +7,6 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from dbt_runtime import project
@@ -15,6 +14,7 @@ from migration import schedules
 from migration.cutover import rollback_to_ref
 from migration.local_stack import LocalStack, trigger_run
 from migration.source import REPOSITORY_ENV
+from tests.prefect_api import api_request
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,8 @@ BROKEN = 'raise RuntimeError("release B is broken")'
 
 
 def deployed_clone_step(stack: LocalStack) -> dict:
-    dep = httpx.get(f"{stack.api_url}/deployments/name/{project.deployment_full_name()}").json()
+    name = project.deployment_full_name()
+    dep = api_request("GET", f"{stack.api_url}/deployments/name/{name}").json()
     return dict(dep["pull_steps"][0]["prefect.deployments.steps.git_clone"])
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from dbt_runtime import project
 from migration.cli import main as cli
 from migration.local_stack import LocalStack
 from tests.day_one import restore_day_one
+from tests.prefect_api import api_request
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +18,8 @@ PROD = next(s for s in project.schedules() if s.parameters["target"] == "prod")
 
 
 def live(stack: LocalStack) -> dict[str, dict]:
-    dep = httpx.get(f"{stack.api_url}/deployments/name/{project.deployment_full_name()}").json()
+    name = project.deployment_full_name()
+    dep = api_request("GET", f"{stack.api_url}/deployments/name/{name}").json()
     return {s["slug"]: s for s in dep["schedules"]} | {"_id": dep["id"]}
 
 
@@ -63,7 +64,8 @@ def test_check_catches_a_ui_toggle_that_wiped_parameters_and_apply_repairs_it(
 ) -> None:
     before = live(stack)
     # What the default (React) UI and `prefect deployment schedule pause` send.
-    httpx.patch(
+    api_request(
+        "PATCH",
         f"{stack.api_url}/deployments/{before['_id']}/schedules/{before[PROD.slug]['id']}",
         json={"active": False},
     ).raise_for_status()
@@ -81,7 +83,8 @@ def test_check_catches_a_ui_toggle_that_wiped_parameters_and_apply_repairs_it(
     assert "restored prefect.yaml's" in capsys.readouterr().out
     assert live(stack)[PROD.slug]["parameters"] == PROD.parameters
 
-    httpx.patch(
+    api_request(
+        "PATCH",
         f"{stack.api_url}/deployments/{before['_id']}/schedules/{before[PROD.slug]['id']}",
         json={"active": False},
     ).raise_for_status()
@@ -91,7 +94,8 @@ def test_check_catches_a_ui_toggle_that_wiped_parameters_and_apply_repairs_it(
     assert live(stack)[PROD.slug]["id"] == before[PROD.slug]["id"]  # updated in place, by slug
 
     # repair: the parameters come back, the pause an operator made stays
-    httpx.patch(
+    api_request(
+        "PATCH",
         f"{stack.api_url}/deployments/{before['_id']}/schedules/{before[PROD.slug]['id']}",
         json={"active": False},
     ).raise_for_status()
@@ -104,7 +108,7 @@ def test_apply_removes_schedules_prefect_yaml_does_not_declare(
     stack: LocalStack, restore_schedules: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dep_id = live(stack)["_id"]
-    httpx.post(
+    api_request("POST",
         f"{stack.api_url}/deployments/{dep_id}/schedules",
         json=[{"schedule": {"cron": "* * * * *", "timezone": "UTC"}, "active": False,
                "slug": "added-in-the-ui"}],
