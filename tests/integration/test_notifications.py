@@ -150,9 +150,14 @@ class Run:
     message: str
 
 
-def run_deployment_in_process(stack: LocalStack, project_dir: Path, params: dict[str, Any]) -> Run:
-    env = {PROJECT_DIR_ENV: str(project_dir),
-           "WG_DUCKDB_PATH": str(project_dir.parent / "notifications.duckdb")}  # fmt: skip
+def run_deployment_in_process(
+    stack: LocalStack, project_dir: Path, params: dict[str, Any], **extra_env: str
+) -> Run:
+    env = {
+        PROJECT_DIR_ENV: str(project_dir),
+        "WG_DUCKDB_PATH": str(project_dir.parent / "notifications.duckdb"),
+        **extra_env,
+    }
     done = subprocess.run(
         [sys.executable, "-c", _RUN_SCRIPT, json.dumps(params)],
         cwd=REPO_ROOT, env=stack.env() | env, capture_output=True, text=True, timeout=900,

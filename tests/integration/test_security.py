@@ -10,6 +10,7 @@ work pool's job template refuse, and a canary password on the Snowflake emulator
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -23,6 +24,13 @@ from dbt_runtime.invocation import Target
 from dbt_runtime.settings import get_settings
 from flows.dbt_project import dbt_project
 from migration.local_stack import LocalStack
+from tests.integration.test_notifications import (
+    BLOCK,
+    WebhookReceiver,
+    apply,
+    cli,
+    run_deployment_in_process,
+)
 from tests.integration.test_secrets import CANARY, _run_record, files_containing
 from tests.integration.test_snowflake_path import (
     PROJECT_DIR_ENV,
@@ -260,3 +268,63 @@ def test_canary_password_never_leaves_dbt_whatever_the_parameters(
     assert files_containing(CANARY.encode(), roots, started) == []
     rows = emulator.query(database, f"select * from {database}.raw.raw_brands")
     assert rows and not [r for r in rows if CANARY in str(r)]
+
+
+# -- the canary in notification payloads -------------------------------------------------------
+
+# A model that tries to read the dev password and put it into its error, which the run's final
+# state message and so the failure notification carry (the names are the ones prefect-dbt
+# would export block fields under, and the registration script's input).
+# When it runs (`execute`), after the seed has logged in; at parse time it is plain SQL.
+LEAK_ATTEMPT = (
+    '{% if execute %}{{ exceptions.raise_compiler_error("leak attempt: ["'
+    ' ~ env_var("PREFECT_BLOCKS_SNOWFLAKE_CREDENTIALS_WG_DBT_DEV_PASSWORD", "unset") ~ "|"'
+    ' ~ env_var("WG_SNOWFLAKE_DEV_PASSWORD", "unset") ~ "]") }}{% endif %}\n'
+    "select 1 as x\n"
+)
+
+
+@pytest.fixture
+def dev_rules(stack: LocalStack, tmp_path: Path) -> Iterator[WebhookReceiver]:
+    """A webhook receiver and one rule: every failed or completed run on target dev."""
+    receiver = WebhookReceiver()
+    name = BLOCK.split("/")[1]
+    cli(stack, "-m", "blocks.register_notifications", "webhook", "--name", name,
+        env={"WG_WEBHOOK_URL": receiver.url})  # fmt: skip
+    rules = tmp_path / "notifications.yaml"
+    rules.write_text(
+        f"rules:\n  - name: dev-outcomes\n    targets: [dev]\n    on: [failed, completed]\n"
+        f"    notify: [{BLOCK}]\n"
+    )
+    apply(stack, rules)
+    try:
+        yield receiver
+    finally:
+        rules.write_text("rules: []\n")
+        apply(stack, rules)
+        receiver.stop()
+
+
+def test_canary_password_never_reaches_a_notification(
+    stack: LocalStack, emulator: Emulator, dev_rules: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A run of the deployment on dev (the emulator got the canary: positive control) whose
+    model tries to read the password into its error: the failure notification carries that
+    error text (so a readable secret would be in it) and never the canary."""
+    register_dev(dev_inputs("WG_DEV_NOTIFY", WG_SNOWFLAKE_DEV_PASSWORD=CANARY))
+    project_dir = copy_project(tmp_path / "dbt_williamgrant")
+    (project_dir / "models" / "leak_attempt.sql").write_text(LEAK_ATTEMPT)
+    seen = len(emulator.logins)
+    try:
+        run = run_deployment_in_process(
+            stack, project_dir,
+            {"target": "dev", "command": "build", "select": ["raw_brands", "leak_attempt"]},
+            **emulator.profile_env(),
+        )  # fmt: skip
+    finally:
+        delete_dev_blocks()
+    assert run.state == "FAILED" and "leak attempt" in run.message, run
+    assert CANARY in {login.password for login in emulator.logins[seen:]}  # positive control
+    message = dev_rules.wait_for(run.id)
+    assert "leak attempt: [unset|unset]" in message["body"], message  # the error is carried
+    assert not [m for m in dev_rules.messages if CANARY in json.dumps(m)]
