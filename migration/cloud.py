@@ -41,6 +41,7 @@ from dbt_runtime.project import (
     work_pool_name,
 )
 from migration.source import deployed_commit
+from migration.work_pool import operator_job_template
 
 MANAGED_POOL_TYPE = "prefect:managed"
 QUICKSTART_PINS = "requirements-quickstart.txt"  # prefect-cloud and its dependencies, pinned
@@ -211,17 +212,25 @@ async def _missing_blocks() -> list[str]:
 
 async def _ensure_managed_pool() -> str:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectNotFound
 
     pool = work_pool_name()
     async with get_client() as client:
         try:
             existing = await client.read_work_pool(pool)
-            return f"work pool {pool!r} exists (type {existing.type})"
+            said = f"work pool {pool!r} exists (type {existing.type})"
         except ObjectNotFound:
-            await client.create_work_pool(WorkPoolCreate(name=pool, type=MANAGED_POOL_TYPE))
-            return f"created work pool {pool!r} ({MANAGED_POOL_TYPE})"
+            existing = await client.create_work_pool(
+                WorkPoolCreate(name=pool, type=MANAGED_POOL_TYPE)
+            )
+            said = f"created work pool {pool!r} ({MANAGED_POOL_TYPE})"
+        # Prefect Cloud gives the pool its type's default template: keep only what a run may set.
+        template = operator_job_template(existing.base_job_template)
+        if template != existing.base_job_template:
+            await client.update_work_pool(pool, WorkPoolUpdate(base_job_template=template))
+            said += "; its job template now exposes only what an operator may change"
+        return said
 
 
 async def _retire_legacy() -> list[str]:

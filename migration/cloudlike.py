@@ -34,6 +34,7 @@ from dbt_runtime.project import REPO_ROOT, schedules, work_pool_name
 from dbt_runtime.settings import env_name, get_settings
 from migration.cloud import pinned_version, python_version
 from migration.local_stack import DEFAULT_HOME, LocalStack, free_port, trigger_run
+from migration.work_pool import operator_job_template
 
 HOME = DEFAULT_HOME / "cloudlike"
 # The image's stand-in and the package download cache (a nearby mirror): shared by every
@@ -237,8 +238,11 @@ class CloudlikeStack(LocalStack):
         from prefect.exceptions import ObjectNotFound
         from prefect.workers.process import ProcessWorker
 
-        template = ProcessWorker.get_default_base_job_template()
-        template["variables"]["properties"]["command"]["default"] = self.job_command()
+        # As the managed pool: only what an operator may change, and the command written in
+        # (a run that could set it would choose what the "container" runs).
+        template = operator_job_template(
+            ProcessWorker.get_default_base_job_template(), fixed={"command": self.job_command()}
+        )
         async with PrefectClient(self.api_url) as client:
             try:
                 await client.read_work_pool(work_pool_name())

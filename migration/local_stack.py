@@ -28,6 +28,7 @@ from dbt_runtime.artifact_store import register_local_store
 from dbt_runtime.project import REPO_ROOT, deployment_full_name, work_pool_name
 from dbt_runtime.settings import env_name, environment_overlay, get_settings
 from migration.source import REPOSITORY_ENV
+from migration.work_pool import operator_job_template
 
 DEFAULT_HOME = REPO_ROOT / ".local"
 
@@ -237,33 +238,6 @@ class LocalStack:
         if notify.returncode != 0:
             raise RuntimeError(f"notifications apply failed:\n{notify.stdout}\n{notify.stderr}")
         return done.stdout + notify.stdout + notify.stderr  # stderr: blocks not registered
-
-
-# The job variables a deployment or a run may set on the process pool (runbook/secrets.md):
-# `env` (the flow refuses keys that choose code, project or paths: dbt_runtime/guards.py), the
-# process name and labels, output streaming, and `image` (prefect.yaml's, for the managed pool;
-# a process pool ignores it). Not `command` (a run would choose the code the worker executes)
-# nor `working_dir` (the path the run's code is cloned to).
-OPERATOR_JOB_VARIABLES = ("env", "name", "labels", "stream_output")
-IMAGE_VARIABLE = {
-    "title": "Image",
-    "description": "The managed pool's image (prefect.yaml); a process pool ignores it.",
-    "type": "string",
-}
-
-
-def operator_job_template(default: dict[str, Any]) -> dict[str, Any]:
-    """The process pool's default base job template with only OPERATOR_JOB_VARIABLES (and
-    `image`) exposed; any other job variable is refused by the server (422)."""
-    variables = dict(default["variables"])
-    properties = {k: v for k, v in variables["properties"].items() if k in OPERATOR_JOB_VARIABLES}
-    properties["image"] = IMAGE_VARIABLE
-    variables.update(properties=properties, additionalProperties=False)
-    variables["required"] = [r for r in variables.get("required", []) if r in properties]
-    configuration = {
-        k: v for k, v in default["job_configuration"].items() if k in OPERATOR_JOB_VARIABLES
-    }
-    return {"job_configuration": configuration, "variables": variables}
 
 
 def _stop_group(pid: int, timeout: float = 20) -> None:

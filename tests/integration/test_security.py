@@ -78,20 +78,16 @@ WORKER_CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     "state-too-long": ({"state": "s" * 5000}, {}, "parameter 'state': 5000 characters"),
     "state-outside-root": ({"state": "/etc"}, {}, "parameter 'state': '/etc' is not under"),
     "state-traversal": ({"state": "../../../etc"}, {}, "is not under the state root"),
-    "env-project-dir": (
+    # keys the pool accepts (the deployment sets them), values a run may not change
+    "env-tenant": (
         {},
-        {"env": {"WG_DBT_PROJECT_DIR": "/tmp/someone-elses-project"}},
-        "job variable 'env': a run may not set WG_DBT_PROJECT_DIR",
+        {"env": {"WG_TENANT": "someone_elses_tenant"}},
+        "job variable 'env': a run may not set WG_TENANT",
     ),
-    "env-dbt-and-python": (
+    "env-artifacts-block": (
         {},
-        {"env": {"DBT_PROFILES_DIR": "/tmp/p", "PYTHONPATH": "/tmp/x"}},
-        "a run may not set DBT_PROFILES_DIR, PYTHONPATH",
-    ),
-    "env-state-root": (
-        {"state": "/etc"},
-        {"env": {"WG_STATE_ROOT": "/"}},
-        "a run may not set WG_STATE_ROOT",
+        {"env": {"WG_ARTIFACTS_BLOCK": "s3-bucket/someone-elses-bucket"}},
+        "job variable 'env': a run may not set WG_ARTIFACTS_BLOCK",
     ),
 }
 
@@ -175,8 +171,23 @@ def test_hostile_custom_run_fails_before_dbt_naming_the_parameter(
         (["--param", "timeout_seconds=1000000000000"], "greater than the maximum of 86400"),
         (["--job-variable", "command=sh -c 'cat /etc/passwd'"], "command"),
         (["--job-variable", "working_dir=/tmp/elsewhere"], "working_dir"),
+        # env keys that choose code or paths: the pull steps' pip, Python, dbt, the project
+        (["--job-variable", 'env={"PIP_INDEX_URL": "http://127.0.0.1:9/simple"}'], "PIP_INDEX_URL"),
+        (["--job-variable", 'env={"PYTHONPATH": "/tmp/x"}'], "PYTHONPATH"),
+        (["--job-variable", 'env={"WG_DBT_PROJECT_DIR": "/tmp/p"}'], "WG_DBT_PROJECT_DIR"),
+        (["--job-variable", 'env={"WG_STATE_ROOT": "/"}'], "WG_STATE_ROOT"),
+        (["--job-variable", "image=someone/else:latest"], "someone/else:latest"),
     ],
-    ids=["timeout-over-24h", "jobvar-command", "jobvar-working-dir"],
+    ids=[
+        "timeout-over-24h",
+        "jobvar-command",
+        "jobvar-working-dir",
+        "env-pip-index",
+        "env-pythonpath",
+        "env-project-dir",
+        "env-state-root",
+        "jobvar-image",
+    ],
 )
 def test_server_refuses_what_no_run_may_choose(
     stack: LocalStack, args: list[str], expected: str

@@ -123,17 +123,10 @@ async def _exercise(stack: LocalStack, clone: Path) -> tuple[Run, Run, dict[str,
         }
         runs = await _wait(client, both)
         first, second = runs[FIRST], runs[NAME]
-        other_project = str(clone / "tenants" / FIRST)
         refused = {
             # the deployment's env fixes the tenant: a run cannot change it, nor the project
             "env-tenant": await _start(
                 client, DEPLOYMENT, local, job_variables={"env": {"WG_TENANT": FIRST}}
-            ),
-            "env-project": await _start(
-                client,
-                DEPLOYMENT,
-                local,
-                job_variables={"env": {"WG_DBT_PROJECT_DIR": other_project}},
             ),
             # kept runs resolve only within the run's own tenant, both ways
             "state-other": await _start(
@@ -278,7 +271,6 @@ def test_the_operator_commands_act_for_the_tenant_they_are_given(outcome: Outcom
     ("case", "expected"),
     [
         ("env-tenant", "job variable 'env': a run may not set WG_TENANT"),
-        ("env-project", "job variable 'env': a run may not set WG_DBT_PROJECT_DIR"),
         ("state-other", f"parameter 'state': flow-run:{{first}}: flow run {{first}} is a run of "
          f"deployment {FIRST_DEPLOYMENT} (tenant {FIRST}), not of dbt_project/{DEPLOYMENT}"),
         ("retry-other", f"parameter 'state': flow-run:{{second}}: flow run {{second}} is a run of "
@@ -293,3 +285,24 @@ def test_a_custom_run_cannot_reach_another_tenant(
     assert run.state == "Failed", (run.state, run.message)
     assert expected in run.message, run.message
     assert not any(m.startswith("Running dbt") for _, m in run.logs)  # refused before dbt
+
+
+def test_the_server_refuses_a_run_that_points_at_another_tenants_project(
+    outcome: Outcome,
+) -> None:
+    """WG_DBT_PROJECT_DIR set by a run would choose the code dbt runs: the pool's job template
+    has no such `env` key, so the server creates no run at all (HTTP 422, naming the key)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from dbt_runtime.project import tenants
+
+    async def start() -> Any:
+        async with get_client() as client:
+            env = {"WG_DBT_PROJECT_DIR": str(tenants()[0].project_dir)}
+            return await _start(client, DEPLOYMENT, {"target": "local"}, job_variables={"env": env})
+
+    with pytest.raises(PrefectHTTPStatusError) as refused:
+        asyncio.run(start())
+    assert refused.value.response.status_code == 422
+    assert "WG_DBT_PROJECT_DIR" in refused.value.response.text
