@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -192,6 +193,113 @@ def test_the_slot_is_renewed_on_the_api_the_run_acquired_it_from(
     assert {url.rstrip("/") for url in renewed_at} == {stack.api_url}
     assert not [line for line in said if "could not renew" in line], said
     assert asyncio.run(_active_slots(Target.dev)) == 0
+
+
+class Outage:
+    """A TCP forwarder on 127.0.0.1 in front of the session's server that can go down (open
+    connections are cut, new ones are closed at once) and come back on the same port."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.down = threading.Event()
+        self.open: set[socket.socket] = set()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.down.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.open |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.down.set()
+        for sock in list(self.open):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.open.clear()
+
+    def restore(self) -> None:
+        self.down.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def _wait_until(condition: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.05)
+
+
+def test_an_api_outage_during_a_run_keeps_its_slot_and_renewals_resume(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The renewer says it could not renew, keeps trying through the outage, and renews again
+    once the API is back; all the while the target's single slot stays held by this run."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    renewed: list[float] = []
+    renew = SyncPrefectClient.renew_concurrency_lease
+
+    def spy(client: Any, *args: Any, **kwargs: Any) -> Any:
+        result = renew(client, *args, **kwargs)
+        renewed.append(time.monotonic())  # only renewals the server accepted
+        return result
+
+    monkeypatch.setattr(SyncPrefectClient, "renew_concurrency_lease", spy)
+    monkeypatch.setattr(guards, "LEASE_RENEW_SECONDS", 0.1)
+    outage, said = Outage(stack.port), []
+
+    def held() -> int:  # read from the server directly, not through the outage
+        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+            return asyncio.run(_active_slots(Target.dev))
+
+    updates = {PREFECT_API_URL: outage.api_url, PREFECT_CLIENT_MAX_RETRIES: 0}
+    try:
+        with (
+            temporary_settings(updates=updates),
+            guards.target_slot(Target.dev, wait_seconds=30, log=said.append),
+        ):
+            _wait_until(lambda: renewed, "a first renewal")
+            outage.cut()
+            _wait_until(lambda: len([m for m in said if "could not renew" in m]) >= 3,
+                        "three failed renewals reported")  # fmt: skip
+            assert held() == 1  # read past the outage
+            back = time.monotonic()
+            outage.restore()
+            _wait_until(lambda: renewed[-1] > back, "a renewal after the API came back")
+            assert held() == 1
+    finally:
+        outage.close()
+    assert "the slot stays held for about" in said[0], said
+    assert held() == 0  # released on the way out
 
 
 def _interval(logs: list[Any], start: str, end: str) -> tuple[datetime, datetime]:
