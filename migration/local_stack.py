@@ -18,8 +18,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,42 @@ from migration.source import REPOSITORY_ENV
 from migration.work_pool import operator_job_template
 
 DEFAULT_HOME = REPO_ROOT / ".local"
+
+
+@contextlib.contextmanager
+def prefect_api(api_url: str) -> Iterator[None]:
+    """This process's Prefect client on `api_url` for the block.
+
+    Prefect's process-wide event and log workers keep the API they started on whatever the
+    settings say later: runs made here would report their task runs to another server (one
+    that may have stopped). A process that talks to more than one server (a test session,
+    `make run` after the bench) drains them on the way in, and on the way out, after they
+    delivered what this API's runs emitted.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    _drain_prefect_workers()
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        try:
+            yield
+        finally:
+            _drain_prefect_workers()
+
+
+def _drain_prefect_workers() -> None:
+    """Deliver what Prefect's event and log workers hold, then stop them (they restart on the
+    next run, on the API of that moment). From a thread of its own: drain_all only returns an
+    awaitable where an event loop runs (Playwright's sync API runs one in the test thread)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    def drain() -> None:
+        for service in (EventsWorker, APILogWorker):
+            service.drain_all(timeout=30)
+
+    drainer = threading.Thread(target=drain, name="wg-drain-prefect-workers")
+    drainer.start()
+    drainer.join()
 
 
 def free_port() -> int:
@@ -336,16 +374,12 @@ def trigger_run(
 ) -> dict[str, Any]:
     """Start an ad-hoc run of the tenant's deployment (WG_TENANT, `--tenant`), stream its logs,
     return its final state."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     # The stack's PREFECT_* for this call only: a caller that goes on (a test session) must not
     # keep talking to a stack that has since stopped. Prefect reads its settings when first
     # imported, maybe before this: point this process's client at the stack explicitly too.
     stack_env = {k: v for k, v in stack.env().items() if k.startswith("PREFECT_")}
-    with (
-        environment_overlay(stack_env),
-        temporary_settings(updates={PREFECT_API_URL: stack.api_url}),
-    ):
+    with environment_overlay(stack_env), prefect_api(stack.api_url):
         return asyncio.run(_trigger_and_follow(stack, parameters, timeout, out))
 
 

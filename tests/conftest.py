@@ -12,7 +12,7 @@ import pytest
 
 from dbt_runtime.project import REPO_ROOT
 from dbt_runtime.settings import get_settings
-from migration.local_stack import LocalStack, free_port
+from migration.local_stack import LocalStack, free_port, prefect_api
 
 
 def snapshot_repository(dest: Path) -> Path:
@@ -71,10 +71,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo_snapshot: Path) -> Iter
         # variables before its first test must not run on them (test_observability in isolation).
         get_settings.cache_clear()
         # os.environ alone is not enough: Prefect reads its settings once, at import, and a
-        # test module collected earlier may already have imported prefect.
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        # test module collected earlier may already have imported prefect (and started its
+        # event and log workers on another API: prefect_api drains them).
+        with prefect_api(stack.api_url):
             yield stack
     finally:
         stack.stop()

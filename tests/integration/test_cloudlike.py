@@ -39,7 +39,7 @@ from migration.cloudlike import (
     kept_location,
     scheduled_parameters,
 )
-from migration.local_stack import trigger_run
+from migration.local_stack import prefect_api, trigger_run
 from tests.prefect_api import engine_pids, log_text, wait_for_logs
 
 # William Grant's project: prefect.yaml's first tenant (not tenant(): settings are read
@@ -59,9 +59,7 @@ def cloud(
     try:
         stack.prepare()
         os.environ[BLOCK_ENV] = S3_BLOCK  # this process reads the same bucket as the runs
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        with prefect_api(stack.api_url):
             yield stack
     finally:
         stack.stop()

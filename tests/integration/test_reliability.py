@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from dbt_runtime.profiles import ProfileError, run_profile
 from dbt_runtime.settings import env_name, get_settings
 from migration.local_stack import LocalStack, free_port
 from tests.integration.test_observability import copy_project
-from tests.prefect_api import engine_pids
+from tests.prefect_api import Outage, engine_pids
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -193,60 +192,6 @@ def test_the_slot_is_renewed_on_the_api_the_run_acquired_it_from(
     assert {url.rstrip("/") for url in renewed_at} == {stack.api_url}
     assert not [line for line in said if "could not renew" in line], said
     assert asyncio.run(_active_slots(Target.dev)) == 0
-
-
-class Outage:
-    """A TCP forwarder on 127.0.0.1 in front of the session's server that can go down (open
-    connections are cut, new ones are closed at once) and come back on the same port."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.down = threading.Event()
-        self.open: set[socket.socket] = set()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.down.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            self.open |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        self.down.set()
-        for sock in list(self.open):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        self.open.clear()
-
-    def restore(self) -> None:
-        self.down.clear()
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
 
 
 def _wait_until(condition: Any, what: str, timeout: float = 60) -> None:

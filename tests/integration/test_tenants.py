@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from migration.local_stack import LocalStack, free_port
+from migration.local_stack import LocalStack, free_port, prefect_api
 from tests.dbt_cli import dbt
 from tests.tenant_project import (
     ADD_COMMAND,
@@ -154,7 +154,6 @@ def outcome(repo_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     """The runbook's steps in a clone: the folder, `tenants add`, commit, `make run TENANT=`
     (which starts the clone's own stack on a free port and deploys both tenants); then both
     tenants' runs at once, and the Custom runs that try to cross over."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     root = tmp_path_factory.mktemp("tenants")
     clone = root / "repo"
@@ -173,7 +172,7 @@ def outcome(repo_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     try:
         ran = _sh(RUN_COMMAND, clone, env)
         assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-4000:]
-        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        with prefect_api(stack.api_url):
             first, second, refused = asyncio.run(_exercise(stack, clone))
             yield Outcome(stack, clone, added.stdout, ran.stdout, first, second, refused)
     finally:
