@@ -286,6 +286,9 @@ def target_slot(
 # -- run timeout -------------------------------------------------------------------------------
 
 
+REINTERRUPT_SECONDS = 5.0  # dbt's own Ctrl-C clean-up (cancel connections) takes less
+
+
 def run_with_deadline[T](fn: Callable[[], T], seconds: float, message: str) -> T:
     """Run `fn`; after `seconds`, interrupt it like Ctrl-C and raise RunTimedOut(message).
 
@@ -312,6 +315,9 @@ def run_with_deadline[T](fn: Callable[[], T], seconds: float, message: str) -> T
                     previous(signum, frame)
                 return
             fired.set()
+            # Again every REINTERRUPT_SECONDS until dbt has stopped (disarm): an interrupt that
+            # lands in a finalizer or in code that swallows it is lost, and dbt ran on (CI).
+            signal.setitimer(signal.ITIMER_REAL, REINTERRUPT_SECONDS)
             raise _StopDbt()
 
         signal.signal(signal.SIGALRM, on_alarm)
@@ -325,14 +331,22 @@ def run_with_deadline[T](fn: Callable[[], T], seconds: float, message: str) -> T
     else:
         from prefect._internal.concurrency.cancellation import _send_exception_to_thread
 
+        stopped = threading.Event()
+
         def interrupt() -> None:
             fired.set()
-            _send_exception_to_thread(caller, _StopDbt)
+            while True:  # again until dbt has stopped, as above
+                _send_exception_to_thread(caller, _StopDbt)
+                if stopped.wait(REINTERRUPT_SECONDS):
+                    return
 
         timer = threading.Timer(max(seconds, 0.001), interrupt)
         timer.daemon = True
         timer.start()
-        disarm = timer.cancel
+
+        def disarm() -> None:
+            stopped.set()
+            timer.cancel()
 
     try:
         try:
