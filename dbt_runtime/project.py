@@ -135,9 +135,14 @@ def profile_name(project_dir: Path) -> str:
     return str(name)
 
 
+def job_variables(deployment: dict[str, Any]) -> dict[str, Any]:
+    """A prefect.yaml deployment entry's `work_pool.job_variables` ({} when it sets none)."""
+    return dict((deployment.get("work_pool") or {}).get("job_variables") or {})
+
+
 def declared_tenant(deployment: dict[str, Any]) -> str | None:
     """The tenant a prefect.yaml deployment entry runs (its env's WG_TENANT), or None."""
-    env = ((deployment.get("work_pool") or {}).get("job_variables") or {}).get("env") or {}
+    env = job_variables(deployment).get("env") or {}
     value = env.get(env_name("tenant"))
     return str(value) if value else None
 

@@ -35,6 +35,7 @@ from dbt_runtime.project import (
     deployment_config,
     deployment_full_name,
     entrypoint,
+    job_variables,
     register_command,
     source_config,
     tenants,
@@ -80,7 +81,7 @@ def expected_image() -> str:
 
 
 def deployed_image() -> str:
-    return str((deployment_config()["work_pool"].get("job_variables") or {}).get("image", ""))
+    return str(job_variables(deployment_config()).get("image", ""))
 
 
 def github_ref(commit: str) -> str:

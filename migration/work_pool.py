@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dbt_runtime.project import PREFECT_YAML, prefect_config
+from dbt_runtime.project import PREFECT_YAML, job_variables, prefect_config
 from dbt_runtime.settings import RUN_ENV_ALLOWED
 
 # The variables kept from a pool type's default template: the process name and labels, output
@@ -30,10 +30,7 @@ OPERATOR_JOB_VARIABLES = ("env", "name", "labels", "stream_output", "image")
 
 
 def _job_variables(path: Path) -> list[dict[str, Any]]:
-    return [
-        dict((d.get("work_pool") or {}).get("job_variables") or {})
-        for d in prefect_config(path).get("deployments") or []
-    ]
+    return [job_variables(d) for d in prefect_config(path).get("deployments") or []]
 
 
 def env_keys(path: Path = PREFECT_YAML) -> list[str]:
