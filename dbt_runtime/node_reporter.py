@@ -55,14 +55,13 @@ from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
 from dbt_runtime._statuses import dbt_statuses
 from dbt_runtime.settings import get_settings
+from dbt_runtime.task_runs import SKIPPED_STATE_NAME, TASK_KEY_PREFIX
 
 # Node lifecycle events; everything else with a message is a log line.
 NODE_START = "NodeStart"
 NODE_FINISHED = "NodeFinished"
 # dbt EventLevel values at or above INFO: what the runner's log level (INFO) shows.
 LOGGED_LEVELS = frozenset({"info", "warn", "error"})
-TASK_KEY_PREFIX = "dbt-node"  # a node's task run: task_key "dbt-node-<unique_id>"
-SKIPPED_STATE_NAME = "Skipped"  # a skipped node's task run: Completed, with this name
 # A node still running this long after dbt started it is announced Running; one that finishes
 # sooner sends only its final state (one event instead of two).
 RUNNING_GRACE_SECONDS = 1.0
@@ -365,29 +364,6 @@ def _timestamp(value: str) -> datetime:
             if parsed.tzinfo is not None:
                 return parsed
     return now("UTC")
-
-
-TASK_RUNS_PAGE = 200  # the server's maximum task runs per read
-
-
-async def recorded_task_runs(flow_run_id: str) -> list[Any]:
-    """Every task run the server recorded for a flow run (pages of the server's maximum)."""
-    from uuid import UUID
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    runs: list[Any] = []
-    async with get_client() as client:
-        while True:
-            page = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
-                offset=len(runs),
-                limit=TASK_RUNS_PAGE,
-            )
-            runs += page
-            if len(page) < TASK_RUNS_PAGE:
-                return runs
 
 
 class NodeReportingDbtRunner(PrefectDbtRunner):

@@ -42,7 +42,7 @@ from dbt_runtime.invocation import (
     selectors,
     state_dir,
 )
-from dbt_runtime.node_reporter import SKIPPED_STATE_NAME, TASK_KEY_PREFIX, recorded_task_runs
+from dbt_runtime.task_runs import SKIPPED_STATE_NAME, TASK_KEY_PREFIX, recorded_task_runs
 
 # The commands a crashed run can be resumed for, and the manifest resource types each executes.
 RESUMABLE_COMMANDS: dict[DbtCommand, frozenset[str] | None] = {
@@ -52,10 +52,6 @@ RESUMABLE_COMMANDS: dict[DbtCommand, frozenset[str] | None] = {
     DbtCommand.seed: frozenset({"seed"}),
     DbtCommand.snapshot: frozenset({"snapshot"}),
 }
-# The written run_results.json says "success" for what the crashed run built, "skipped" for
-# the rest; resuming selects the skipped ones. (This module runs dbt: its enums are loaded.)
-SUCCEEDED, NOT_BUILT = dbt_statuses().success, dbt_statuses().skipped
-REMAINING = f"result:{NOT_BUILT}"
 
 
 def succeeded_nodes(task_runs: Iterable[Any]) -> set[str]:
@@ -147,8 +143,12 @@ def resume_invocation(
         )
         why = "no node finished" if not succeeded else "it kept no manifest.json"
         return dataclasses.replace(whole, note=f"running it again whole: {why}")
-    statuses = {node: NOT_BUILT for node in manifest_nodes(manifest, command)}
-    statuses.update({node: SUCCEEDED for node in succeeded if node in statuses})
+    # The written run_results.json says "success" for what the crashed run built, "skipped" for
+    # the rest; resuming selects the skipped ones. (dbt's enums: read here, when a run resumes,
+    # not when the flow module is imported.)
+    vocabulary = dbt_statuses()
+    statuses = {node: vocabulary.skipped for node in manifest_nodes(manifest, command)}
+    statuses.update({node: vocabulary.success for node in succeeded if node in statuses})
     if workdir.exists():
         shutil.rmtree(workdir)
     write_run_results(workdir, statuses)
@@ -157,9 +157,10 @@ def resume_invocation(
     if (compared := state_dir(parameters.get("state"), kept_runs)) is not None:
         shutil.copy2(compared / "manifest.json", workdir / "manifest.json")
     chosen = selectors("select", original["select"])
-    original["select"] = [f"{s},{REMAINING}" for s in chosen] or [REMAINING]
+    remaining = f"result:{vocabulary.skipped}"
+    original["select"] = [f"{s},{remaining}" for s in chosen] or [remaining]
     resumed = build_invocation(command, target, **original)
-    note = f"{len(succeeded)} node(s) it built are left out ({REMAINING})"
+    note = f"{len(succeeded)} node(s) it built are left out ({remaining})"
     return dataclasses.replace(
         resumed, args=(*resumed.args, "--state", str(workdir)), parameters=parameters, note=note
     )

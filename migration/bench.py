@@ -46,6 +46,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dbt_runtime.project import REPO_ROOT, deployment_full_name, tenant
+from dbt_runtime.task_runs import recorded_task_runs
 from migration.cloudlike import EMULATOR_EXCLUDE as EXCLUDE
 from migration.cloudlike import CloudlikeStack
 from migration.local_stack import LocalStack, free_port
@@ -205,9 +206,6 @@ async def _visibility(flow_run_id: str) -> tuple[int, int | None, float | None]:
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    # Imported here: node_reporter imports prefect-dbt and dbt (seconds); see below.
-    from dbt_runtime.node_reporter import recorded_task_runs
 
     run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
     async with get_client() as client:
@@ -379,10 +377,6 @@ async def _trigger_phases(
 ) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
-
-    # Imported here: node_reporter imports prefect-dbt and dbt (seconds), which every other
-    # `python -m migration` command (the deploy's build steps among them) would pay for.
-    from dbt_runtime.node_reporter import recorded_task_runs
 
     triggered = datetime.now(UTC)
     flow_run = await run_deployment(  # type: ignore[misc]

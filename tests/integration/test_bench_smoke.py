@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dbt_runtime.node_reporter import recorded_task_runs
+from dbt_runtime.task_runs import recorded_task_runs
 from migration.bench import run_bench
 from migration.local_stack import LocalStack
 

@@ -188,7 +188,7 @@ def _kill_mid_build(parameters: dict[str, Any]) -> Any:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    from dbt_runtime.node_reporter import recorded_task_runs
+    from dbt_runtime.task_runs import recorded_task_runs
 
     async def scenario() -> Any:
         run = await run_deployment(  # type: ignore[misc]
@@ -224,8 +224,8 @@ def _kill_mid_build(parameters: dict[str, Any]) -> Any:
 def crashed_and_resumed(
     cloud: CloudlikeStack, first_runs: dict[str, dict[str, Any]]
 ) -> tuple[Any, dict[str, Any]]:
-    from dbt_runtime.node_reporter import recorded_task_runs
     from dbt_runtime.resume import succeeded_nodes
+    from dbt_runtime.task_runs import recorded_task_runs
 
     # A database of its own: fakesnow cannot run a second incremental/snapshot pass. Re-running
     # the script is a rotation: the next run reads the new block, no redeploy.
@@ -248,7 +248,7 @@ def crashed_and_resumed(
 def test_a_killed_prod_build_resumes_in_a_new_fresh_environment_rebuilding_nothing_it_finished(
     cloud: CloudlikeStack, crashed_and_resumed: tuple[Any, dict[str, Any]]
 ) -> None:
-    from dbt_runtime.node_reporter import TASK_KEY_PREFIX, recorded_task_runs
+    from dbt_runtime.task_runs import TASK_KEY_PREFIX, recorded_task_runs
 
     crashed, resumed = crashed_and_resumed
     assert resumed["state"] == "Completed", resumed["message"]

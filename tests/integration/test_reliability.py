@@ -21,9 +21,9 @@ import pytest
 
 from dbt_runtime import artifact_store, guards, project
 from dbt_runtime.invocation import Target
-from dbt_runtime.node_reporter import recorded_task_runs
 from dbt_runtime.profiles import ProfileError, run_profile
 from dbt_runtime.settings import env_name, get_settings
+from dbt_runtime.task_runs import recorded_task_runs
 from migration.local_stack import LocalStack, free_port
 from tests.integration.test_observability import copy_project
 from tests.prefect_api import Outage, engine_pids
@@ -401,8 +401,8 @@ def test_a_killed_run_ends_crashed_frees_its_target_and_resumes_without_rebuildi
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    from dbt_runtime.node_reporter import TASK_KEY_PREFIX
     from dbt_runtime.resume import succeeded_nodes
+    from dbt_runtime.task_runs import TASK_KEY_PREFIX
 
     async def scenario() -> Any:
         run = await run_deployment(  # type: ignore[misc]

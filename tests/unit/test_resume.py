@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from dbt_runtime.invocation import DbtCommand, InvalidParameter, Target, build_invocation
-from dbt_runtime.node_reporter import TASK_KEY_PREFIX
-from dbt_runtime.resume import REMAINING, resume_invocation, succeeded_nodes
+from dbt_runtime.resume import resume_invocation, succeeded_nodes
+from dbt_runtime.task_runs import TASK_KEY_PREFIX
 
 
 def _task_run(unique_id: str, state_type: str, name: str | None = None) -> Any:
@@ -61,7 +61,7 @@ def test_the_resume_is_the_crashed_selection_minus_what_it_built(tmp_path: Path)
     resumed = resume_invocation(parameters, Target.local, {"model.p.a"}, MANIFEST, workdir)
     assert resumed.args == (
         "build", "--target", "local",
-        "--select", f"stg_brands+,{REMAINING}", f"tag:x,{REMAINING}",
+        "--select", "stg_brands+,result:skipped", "tag:x,result:skipped",
         "--exclude", "tag:slow",
         "--vars", json.dumps({"x": 1}),
         "--state", str(workdir),
@@ -78,7 +78,7 @@ def test_a_test_run_lists_only_tests_so_passed_tests_stay_out(tmp_path: Path) ->
     resumed = resume_invocation(
         {"command": "test"}, Target.local, {"test.p.t1"}, MANIFEST, tmp_path
     )
-    assert resumed.args[resumed.args.index("--select") + 1] == REMAINING
+    assert resumed.args[resumed.args.index("--select") + 1] == "result:skipped"
     assert _written(tmp_path) == {"test.p.t1": "success", "unit_test.p.a.u1": "skipped"}
 
 
