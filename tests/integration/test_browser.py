@@ -145,6 +145,7 @@ def test_v2_toggle_of_the_prod_schedule_keeps_its_next_run_on_prod(
     spec = _prod_spec()
     deployment = _deployment(stack)
     dep_id = deployment["id"]
+    consumed: str | None = None  # the scheduled run this test starts
     with get_client(sync_client=True) as client:
         before = next(s for s in read_live(client, dep_id) if s.slug == spec.slug)
         # As after the cutover: Prefect runs prod (day one deploys it paused).
@@ -193,6 +194,7 @@ def test_v2_toggle_of_the_prod_schedule_keeps_its_next_run_on_prod(
         }  # fmt: skip
 
         # Start it now rather than at the cron time: Pending, so no worker races us for it.
+        consumed = scheduled["id"]
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(scheduled["id"], Pending(), force=True)
             flow_run = client.read_flow_run(scheduled["id"])
@@ -223,6 +225,9 @@ def test_v2_toggle_of_the_prod_schedule_keeps_its_next_run_on_prod(
         with get_client(sync_client=True) as client:  # other tests share this deployment
             live = next(s for s in read_live(client, dep_id) if s.slug == spec.slug)
             write_schedule(client, dep_id, live, active=before.active, parameters=before.parameters)
+        if consumed is not None:  # its cron slot is free again: the next time finds a run there
+            with _api(stack) as api:
+                api.delete(f"/flow_runs/{consumed}").raise_for_status()
 
 
 # -- (b), (c) ----------------------------------------------------------------------------------
