@@ -60,13 +60,6 @@ class Settings(BaseSettings):
     progress_interval_seconds: float = Field(
         default=10.0, description="How often a flow run logs dbt's node progress."
     )
-    reporter_process_min_nodes: int = Field(
-        default=200,
-        ge=0,
-        description="A dbt project with at least this many nodes has its task runs written by a "
-        "child process of the flow, on another core than dbt; a smaller one (where that "
-        "process's start-up costs more than it saves) by the flow's process.",
-    )
     runtime_dir: Path | None = Field(
         default=None,
         description="The worker's private directory (0700, owner checked) for project links "

@@ -1,8 +1,6 @@
 """dbt_runtime/node_reporter.py on a real dbt build inside a real flow run: each node becomes a
 task run with its state and its own dbt log lines, failures and skips included; a node that
-outlasts the grace shows Running while it runs, a fast one sends only its final state. The same
-whether the flow's process writes the task runs (a small project) or a child process does (a
-project of at least WG_REPORTER_PROCESS_MIN_NODES nodes)."""
+outlasts the grace shows Running while it runs, a fast one sends only its final state."""
 
 from __future__ import annotations
 
@@ -15,10 +13,7 @@ import pytest
 from prefect import flow
 from prefect.runtime import flow_run
 
-from dbt_runtime import node_reporter
-from dbt_runtime.node_reporter import run_dbt_with_node_reporting
-from dbt_runtime.settings import env_name, get_settings
-from dbt_runtime.task_runs import RUNNING_GRACE_SECONDS
+from dbt_runtime.node_reporter import RUNNING_GRACE_SECONDS, run_dbt_with_node_reporting
 from migration.local_stack import LocalStack
 from migration.synthetic_project import write_project
 
@@ -71,9 +66,8 @@ async def task_runs_and_logs(flow_run_id: str) -> tuple[dict[str, Any], dict[str
     return {r.name: r for r in runs}, lines
 
 
-@pytest.mark.parametrize("writer", ["flow process", "child process"])
 def test_each_node_is_a_task_run_with_state_and_logs(
-    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = write_project(tmp_path / "project", 4)  # m0_0000 <- m1_0000 <- m2_0000 <- m3_0000
     (project.path / "models" / "m1_0000.sql").write_text("select * from no_such_table\n")
@@ -81,18 +75,6 @@ def test_each_node_is_a_task_run_with_state_and_logs(
     # It runs (in this process) until the server shows it Running, or 120 s, whichever is first.
     (project.path / "models" / "slow_node.py").write_text(SLOW_NODE)
     monkeypatch.setenv("WG_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
-    # This project has 10 nodes: a child process writes them only with the threshold below.
-    min_nodes = "10" if writer == "child process" else "11"
-    monkeypatch.setenv(env_name("reporter_process_min_nodes"), min_nodes)
-    get_settings.cache_clear()  # settings are read once per process: re-read this one
-    children: list[list[str]] = []
-    real_popen = node_reporter.subprocess.Popen
-
-    def popen(argv: list[str], **kwargs: Any) -> Any:
-        children.append(argv)
-        return real_popen(argv, **kwargs)
-
-    monkeypatch.setattr(node_reporter.subprocess, "Popen", popen)
 
     @flow(name="node-reporter-test")
     def build() -> tuple[bool, str]:
@@ -102,11 +84,8 @@ def test_each_node_is_a_task_run_with_state_and_logs(
         return bool(result.success), str(flow_run.id)
 
     success, flow_run_id = build()
-    get_settings.cache_clear()
 
     assert not success
-    writers = [argv for argv in children if argv[1:] == ["-m", "dbt_runtime.task_runs"]]
-    assert len(writers) == (1 if writer == "child process" else 0)
     # Task-run states travel as events and logs in batches: both arrive shortly after the run.
     deadline = time.monotonic() + 60
     while True:
