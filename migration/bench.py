@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -341,6 +342,10 @@ def size_summary(models: int, nodes: int, runs: Sequence[Measurement]) -> dict[s
         return round((figures["flow"] - figures["plain"]) / nodes * 1000, 2)
 
     lags = [r.visibility_p95_s for r in runs if r.visibility_p95_s is not None]
+    # Of the flow's time, what lies outside the flow call: Python's start, importing Prefect
+    # and the flow module, and the interpreter's exit. A cost per run, not per node.
+    outside = [r.wall_s - r.flow_call_s for r in runs
+               if r.mode == "flow" and r.ok and r.flow_call_s is not None]  # fmt: skip
     return {
         "models": models,
         "nodes": nodes,
@@ -358,7 +363,24 @@ def size_summary(models: int, nodes: int, runs: Sequence[Measurement]) -> dict[s
         "median_server_cpu_s": {k: round(v, 2) for k, v in server_medians.items()},
         "per_node_server_cpu_ms": per_node_ms(server_medians),
         "visibility_p95_s": max(lags) if lags else None,
+        "flow_outside_call_s": round(statistics.median(outside), 2) if outside else None,
         "runs": [asdict(r) for r in runs],
+    }
+
+
+def marginal_per_node_ms(per_size: dict[str, Any]) -> dict[str, float]:
+    """What each node beyond the smaller size adds, between consecutive sizes:
+    ((flow - plain) at the larger - (flow - plain) at the smaller) / (the nodes between). A
+    cost per run (imports, exit) cancels out; what is left is the cost per node."""
+    gaps = {
+        int(size["nodes"]): med["flow"] - med["plain"]
+        for size in per_size.values()
+        if "flow" in (med := size["median_wall_s"]) and "plain" in med
+    }
+    nodes = sorted(gaps)
+    return {
+        f"{a}-{b}": round((gaps[b] - gaps[a]) / (b - a) * 1000, 2)
+        for a, b in itertools.pairwise(nodes)
     }
 
 
@@ -511,8 +533,10 @@ def run_bench(
                 results[f"cpu_flow_over_plain_{models}"] = size["cpu_flow_over_plain"]
                 results["sizes"] = per_size
                 for key in ("per_node_overhead_ms", "per_node_client_cpu_ms",
-                            "per_node_server_cpu_ms", "visibility_p95_s"):  # fmt: skip
+                            "per_node_server_cpu_ms", "visibility_p95_s",
+                            "flow_outside_call_s"):  # fmt: skip
                     results[key] = {n: size[key] for n, size in per_size.items()}
+                results["marginal_per_node_ms"] = marginal_per_node_ms(per_size)
                 # Written after every size: a long run stopped later keeps what it measured.
                 _write_results(results, results_path)
             rss = [r["peak_rss_mb"] for s in per_size.values() for r in s["runs"]]
@@ -574,8 +598,9 @@ def print_table(results: dict[str, Any], out: Any) -> None:
             f" {num(size['visibility_p95_s']):>14.2f}",
             file=out,
         )
-    for key in ("trigger_to_dbt_start_s", "cold_trigger_to_dbt_start_s", "trigger_to_completed_s",
-                "pip_noop_s", "peak_rss_mb"):  # fmt: skip
+    for key in ("flow_outside_call_s", "marginal_per_node_ms", "trigger_to_dbt_start_s",
+                "cold_trigger_to_dbt_start_s", "trigger_to_completed_s", "pip_noop_s",
+                "peak_rss_mb"):  # fmt: skip
         print(f"{key}: {results.get(key)}", file=out)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from migration.bench import (
     Measurement,
+    marginal_per_node_ms,
     median_ratio,
     p95,
     parse_repeats,
@@ -66,6 +67,20 @@ def test_per_node_figures_divide_the_difference_of_medians_by_the_nodes() -> Non
     assert size["per_node_server_cpu_ms"] == 4.0
     assert size["wall_spread_s"] == {"plain": [30.0, 32.0], "flow": [33.0, 34.0]}
     assert size["visibility_p95_s"] == 0.9  # the worst run's
+    assert size["flow_outside_call_s"] == 2.0  # imports and exit: wall - flow call
+
+
+def test_the_marginal_cost_per_node_cancels_what_every_run_pays_once() -> None:
+    # 4 s per run whatever the size (imports, exit), plus 1 ms per node.
+    sizes = {
+        str(models): {
+            "nodes": nodes,
+            "median_wall_s": {"plain": nodes / 100, "flow": nodes / 100 + 4 + nodes / 1000},
+        }
+        for models, nodes in ((500, 1000), (2000, 4000))
+    }
+    assert marginal_per_node_ms(sizes) == {"1000-4000": 1.0}
+    assert marginal_per_node_ms({"500": sizes["500"]}) == {}
 
 
 def test_p95_stays_within_the_values() -> None:
