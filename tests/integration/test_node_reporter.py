@@ -20,18 +20,21 @@ from migration.synthetic_project import write_project
 pytestmark = pytest.mark.integration
 
 SLOW_NODE = f"""
-import json, os, time, urllib.request
+import os
+import time
+
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas import filters
 
 
 def running_on_server():
-    query = {{"task_runs": {{"name": {{"any_": ["model slow_node"]}},
-                             "state": {{"name": {{"any_": ["Running"]}}}}}}}}
-    request = urllib.request.Request(
-        os.environ["PREFECT_API_URL"] + "/task_runs/filter", data=json.dumps(query).encode(),
-        headers={{"Content-Type": "application/json"}},
+    running = filters.TaskRunFilter(
+        name=filters.TaskRunFilterName(any_=["model slow_node"]),
+        state=filters.TaskRunFilterState(name=filters.TaskRunFilterStateName(any_=["Running"])),
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return bool(json.load(response))
+    # dbt's threads do not carry the test's Prefect settings: name the stack's server.
+    with SyncPrefectClient(os.environ["PREFECT_API_URL"]) as client:
+        return bool(client.read_task_runs(task_run_filter=running))
 
 
 def model(dbt, session):
