@@ -116,10 +116,12 @@ def apply(stack: LocalStack, rules_file: Path) -> str:
     return cli(stack, "-m", "migration", "notifications", "apply", "--file", str(rules_file))
 
 
-# A run of the deployment executed the way a worker's subprocess executes one: a Pending run
-# (the worker only picks up Scheduled runs, so this one is ours), then Prefect's flow engine.
-# In a fresh process: Prefect reads its settings (the session server's URL) once, at import,
-# and its background log/event threads would not see this process's temporary settings.
+# Runs of the deployment executed the way a worker's subprocess executes one: a Pending run
+# (the worker only picks up Scheduled runs, so this one is ours; the server validates its
+# parameters against the deployment's schema), then Prefect's flow engine. In a fresh process:
+# Prefect reads its settings (the session server's URL) once, at import, and its background
+# log/event threads would not see this process's temporary settings. Several runs share the
+# process (and its imports), one after another.
 _RUN_SCRIPT = """
 import asyncio, json, sys
 from prefect.client.orchestration import get_client
@@ -128,18 +130,20 @@ from prefect.states import Pending
 from flows.dbt_project import dbt_project
 from dbt_runtime import project
 
-async def pending_run():
+async def pending_run(parameters):
     async with get_client() as client:
         deployment = await client.read_deployment_by_name(project.deployment_full_name())
         return await client.create_flow_run_from_deployment(
-            deployment.id, parameters=json.loads(sys.argv[1]), state=Pending()
+            deployment.id, parameters=parameters, state=Pending()
         )
 
-flow_run = asyncio.run(pending_run())
-print(json.dumps({"id": str(flow_run.id)}), flush=True)
-state = run_flow(dbt_project, flow_run=flow_run, parameters=flow_run.parameters,
-                 return_type="state")
-print(json.dumps({"id": str(flow_run.id), "type": state.type.value, "message": state.message}))
+for name, parameters in json.loads(sys.argv[1]).items():
+    flow_run = asyncio.run(pending_run(parameters))
+    print(json.dumps({"name": name, "id": str(flow_run.id)}), flush=True)
+    state = run_flow(dbt_project, flow_run=flow_run, parameters=flow_run.parameters,
+                     return_type="state")
+    print(json.dumps({"name": name, "id": str(flow_run.id), "type": state.type.value,
+                      "message": state.message}), flush=True)
 """
 
 
@@ -150,6 +154,20 @@ class Run:
     message: str
 
 
+def run_deployments_in_process(
+    stack: LocalStack, runs: dict[str, dict[str, Any]], env: dict[str, str]
+) -> dict[str, Run]:
+    """Each named parameter set as a run of the deployment, in one process: name -> its Run."""
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_SCRIPT, json.dumps(runs)],
+        cwd=REPO_ROOT, env=stack.env() | env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    ended = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"name"')]
+    out = {r["name"]: Run(r["id"], r["type"], r["message"] or "") for r in ended if "type" in r}
+    assert set(out) == set(runs), f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return out
+
+
 def run_deployment_in_process(
     stack: LocalStack, project_dir: Path, params: dict[str, Any], **extra_env: str
 ) -> Run:
@@ -158,14 +176,7 @@ def run_deployment_in_process(
         "WG_DUCKDB_PATH": str(project_dir.parent / "notifications.duckdb"),
         **extra_env,
     }
-    done = subprocess.run(
-        [sys.executable, "-c", _RUN_SCRIPT, json.dumps(params)],
-        cwd=REPO_ROOT, env=stack.env() | env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    lines = [line for line in done.stdout.splitlines() if line.startswith('{"id"')]
-    assert lines and "type" in lines[-1], f"{done.stdout}\n{done.stderr}"
-    result = json.loads(lines[-1])
-    return Run(result["id"], result["type"], result["message"] or "")
+    return run_deployments_in_process(stack, {"run": params}, env)["run"]
 
 
 @pytest.fixture(scope="module")

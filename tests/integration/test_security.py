@@ -1,10 +1,13 @@
 """Custom-run input is data: the hostile-input matrix (`pytest -m security`).
 
-Through the real deployment and worker: every case below passes the server's parameter schema
-and is refused by the flow's own checks, before dbt starts, naming the parameter (or job
-variable). All runs are created at once and awaited together (one worker, parallel processes):
-a few seconds of wall time per case instead of a run each. Then what the server's schema or the
-work pool's job template refuse, and a canary password on the Snowflake emulator's dev target.
+Through the real deployment: every case below passes the server's parameter schema and is
+refused by the flow's own checks, before dbt starts, naming the parameter (or job variable).
+The job-variable cases, and one parameter case end to end, run through the worker (the env a
+Custom run sets reaches the flow through it); the other parameter cases are flow runs of the
+same deployment with the same server-validated parameters, run one after another in one process
+as the worker's engine runs a flow (`run_flow`): the path a parameter takes is the same, without
+a worker process start per case. Then what the server's schema or the work pool's job template
+refuse, and a canary password on the Snowflake emulator's dev target.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tests.integration.test_notifications import (
     apply,
     cli,
     run_deployment_in_process,
+    run_deployments_in_process,
 )
 from tests.integration.test_secrets import CANARY, _run_record, files_containing
 from tests.integration.test_snowflake_path import (
@@ -48,7 +52,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 JINJA_LEAK = "{{ log('X=' ~ env_var('HOME'), info=True) }}GBP"
 # case id -> (parameters, job variables, what the failed run's message says)
-WORKER_CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
+HOSTILE_CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     "vars-jinja-value": (
         {"vars": {"reporting_currency": JINJA_LEAK}},
         {},
@@ -92,9 +96,10 @@ WORKER_CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
 }
 
 
-# Cases run a few at a time: a dozen flow-run processes starting at once on two cores (with
-# the other test worker's server busy too) made the local SQLite server answer 503 while the
-# worker submitted them, crashing a run before the flow could check anything.
+# Through the worker: what only the worker carries (job variables), and one parameter case end
+# to end. Three runs at once: a dozen flow-run processes starting together on two cores made the
+# local SQLite server answer 503 while the worker submitted them.
+THROUGH_THE_WORKER = ("vars-jinja-value", "env-tenant", "env-artifacts-block")
 CASES_AT_ONCE = 3
 
 
@@ -138,9 +143,31 @@ async def _task_run_count(client: Any, run_id: Any) -> int:
     return len(runs)
 
 
+async def _final_runs(ids: dict[str, str]) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return {
+            case: (run := await client.read_flow_run(run_id), await _task_run_count(client, run.id))
+            for case, run_id in ids.items()
+        }
+
+
+def _run_in_one_process(stack: LocalStack, cases: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The parameter cases: runs of the deployment, one after another in one process."""
+    runs = run_deployments_in_process(
+        stack, {case: {"target": "local", "command": "seed", **p} for case, p in cases.items()}, {}
+    )
+    return asyncio.run(_final_runs({case: run.id for case, run in runs.items()}))
+
+
 @pytest.fixture(scope="module")
 def worker_runs(stack: LocalStack) -> dict[str, Any]:
-    return asyncio.run(_run_all(WORKER_CASES))
+    in_process = {c: p for c, (p, _, _) in HOSTILE_CASES.items() if c not in THROUGH_THE_WORKER}
+    needs_worker = {c for c, (_, job_variables, _) in HOSTILE_CASES.items() if job_variables}
+    assert needs_worker <= set(THROUGH_THE_WORKER), "job variables reach a run only by the worker"
+    through = {c: HOSTILE_CASES[c] for c in THROUGH_THE_WORKER}
+    return _run_in_one_process(stack, in_process) | asyncio.run(_run_all(through))
 
 
 # What a run logs once it goes for the warehouse: it holds its target's slot (guards.py), then
@@ -149,12 +176,12 @@ def worker_runs(stack: LocalStack) -> dict[str, Any]:
 WAREHOUSE_STEPS = (f"holding {guards.limit_name(Target.local)!r}", "Running dbt seed")
 
 
-@pytest.mark.parametrize("case", list(WORKER_CASES))
+@pytest.mark.parametrize("case", list(HOSTILE_CASES))
 def test_hostile_custom_run_fails_before_dbt_naming_the_parameter(
     worker_runs: dict[str, Any], case: str
 ) -> None:
     run, task_runs = worker_runs[case]
-    expected = WORKER_CASES[case][2]
+    expected = HOSTILE_CASES[case][2]
     assert run.state.is_failed(), (run.state.name, run.state.message)
     assert expected in (run.state.message or ""), run.state.message
     assert task_runs == 0  # no dbt node ran
