@@ -14,6 +14,14 @@ from dbt_runtime.project import REPO_ROOT
 from dbt_runtime.settings import get_settings
 from migration.local_stack import LocalStack, free_port, prefect_api
 
+# The servers this suite starts (and their `make run` clones, which inherit the environment)
+# skip registering the block types of every installed integration at start-up: it imports
+# prefect-dbt, prefect-snowflake, prefect-aws and prefect-github in the server, 12 s of CPU per
+# start on this machine (py-spy). Only the UI's block catalog shows them; a block saved by
+# blocks/ or a test registers its own type, which is all a run or the tooling reads.
+os.environ.setdefault("PREFECT_SERVER_REGISTER_BLOCKS_ON_START", "false")
+os.environ.setdefault("PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION", "false")
+
 
 def snapshot_repository(dest: Path) -> Path:
     """A git repo holding this working tree as one commit: what the worker's git_clone pulls.
