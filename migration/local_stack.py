@@ -193,8 +193,8 @@ class LocalStack:
             "worker",
             [prefect, "worker", "start", "--pool", work_pool_name(), "--type", "process"]
             + (["--limit", str(self.worker_limit)] if self.worker_limit else []),
-            # Poll for runs every WG_WORKER_QUERY_SECONDS (2 s) instead of Prefect's 10 s: an
-            # ad-hoc run starts within a couple of seconds; each poll costs the server a write.
+            # Poll for runs every WG_WORKER_QUERY_SECONDS instead of Prefect's 10 s: an ad-hoc
+            # run starts within a couple of seconds; each poll costs the server a write.
             {"PREFECT_WORKER_QUERY_SECONDS": str(get_settings().worker_query_seconds)},
         )
 

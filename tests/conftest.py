@@ -14,7 +14,7 @@ from dbt_runtime.project import REPO_ROOT
 from dbt_runtime.settings import get_settings
 from migration.local_stack import LocalStack, free_port, prefect_api
 
-# The servers this suite starts (and their `make run` clones, which inherit the environment)
+# The servers this suite starts (and `make run` in a clone, where a test passes PREFECT_* on)
 # skip registering the block types of every installed integration at start-up: it imports
 # prefect-dbt, prefect-snowflake, prefect-aws and prefect-github in the server, 12 s of CPU per
 # start on this machine (py-spy). Only the UI's block catalog shows them; a block saved by

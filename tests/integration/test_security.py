@@ -162,7 +162,7 @@ def _run_in_one_process(stack: LocalStack, cases: dict[str, dict[str, Any]]) -> 
 
 
 @pytest.fixture(scope="module")
-def worker_runs(stack: LocalStack) -> dict[str, Any]:
+def hostile_runs(stack: LocalStack) -> dict[str, Any]:
     in_process = {c: p for c, (p, _, _) in HOSTILE_CASES.items() if c not in THROUGH_THE_WORKER}
     needs_worker = {c for c, (_, job_variables, _) in HOSTILE_CASES.items() if job_variables}
     assert needs_worker <= set(THROUGH_THE_WORKER), "job variables reach a run only by the worker"
@@ -178,9 +178,9 @@ WAREHOUSE_STEPS = (f"holding {guards.limit_name(Target.local)!r}", "Running dbt 
 
 @pytest.mark.parametrize("case", list(HOSTILE_CASES))
 def test_hostile_custom_run_fails_before_dbt_naming_the_parameter(
-    worker_runs: dict[str, Any], case: str
+    hostile_runs: dict[str, Any], case: str
 ) -> None:
-    run, task_runs = worker_runs[case]
+    run, task_runs = hostile_runs[case]
     expected = HOSTILE_CASES[case][2]
     assert run.state.is_failed(), (run.state.name, run.state.message)
     assert expected in (run.state.message or ""), run.state.message
