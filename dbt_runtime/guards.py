@@ -8,8 +8,9 @@ clear, bounded answer when the warehouse cannot be reached.
   during a long ad-hoc run still builds afterwards. dev and prod have separate limits and run
   side by side. The limits are created by the deploy (`python -m migration concurrency ensure`,
   a build step of prefect.yaml); a missing limit fails the run instead of silently not limiting.
-  A slot is a lease renewed by the run: when a run's process is killed the lease lapses and the
-  server frees the slot within LEASE_SECONDS plus its reaper interval (15 s).
+  A slot is a lease (`WG_CONCURRENCY_LEASE_SECONDS`) renewed by the run: when a run's process
+  is killed the lease lapses and the server frees the slot within the lease plus its reaper
+  interval (15 s).
 - Timeout: the flow parameter `timeout_seconds` (default invocation.DEFAULT_TIMEOUT_SECONDS)
   bounds the whole run, waiting for the slot included. Prefect's `@flow(timeout_seconds=...)`
   is fixed at import time, so the flow applies the parameter itself: at the deadline dbt
@@ -48,13 +49,13 @@ from dbt_runtime.profiles import (
     reference,
 )
 from dbt_runtime.project import Tenant, tenant, tenants
-from dbt_runtime.settings import RUN_ENV_ALLOWED
+from dbt_runtime.settings import RUN_ENV_ALLOWED, get_settings
 
 SLOTS_PER_TARGET = 1
-# The slot's lease: renewed every LEASE_RENEW_SECONDS, so an API outage of up to 75 s keeps it,
-# while a killed run's slot is free again within LEASE_SECONDS + the server's 15 s reaper (~2 min).
-LEASE_SECONDS = 90
-LEASE_RENEW_SECONDS = 15
+# The slot's lease (settings.concurrency_lease_seconds) is renewed RENEWALS_PER_LEASE times per
+# lease, so an API outage of all but the last renewal keeps the slot, while a killed run's slot is
+# free again within a lease + the server's 15 s reaper.
+RENEWALS_PER_LEASE = 6
 # Transient warehouse errors: attempts in total, and the pause before the 2nd, 3rd, ... attempt.
 CONNECT_ATTEMPTS = 3
 RETRY_DELAYS_SECONDS = (5.0, 15.0)
@@ -203,19 +204,21 @@ class SlotUnavailable(RuntimeError):
     """The Prefect API failed while the run asked for its target's slot (not a missing limit)."""
 
 
-def _keep_lease(lease_id: UUID, stop: threading.Event, log: Callable[[str], None]) -> None:
-    """Renew the lease every LEASE_RENEW_SECONDS until `stop`; a failed renewal (API outage)
-    is retried on the same beat, never abandoned while the lease may still be valid."""
+def _keep_lease(
+    lease_id: UUID, lease_seconds: float, stop: threading.Event, log: Callable[[str], None]
+) -> None:
+    """Renew the lease RENEWALS_PER_LEASE times per lease until `stop`; a failed renewal (API
+    outage) is retried on the same beat, never abandoned while the lease may still be valid."""
     from prefect.client.orchestration import get_client
 
     failing_since: float | None = None
     with get_client(sync_client=True) as client:
-        while not stop.wait(LEASE_RENEW_SECONDS):
+        while not stop.wait(lease_seconds / RENEWALS_PER_LEASE):
             try:
-                client.renew_concurrency_lease(lease_id=lease_id, lease_duration=LEASE_SECONDS)
+                client.renew_concurrency_lease(lease_id=lease_id, lease_duration=lease_seconds)
             except Exception as exc:
                 failing_since = failing_since or time.monotonic()
-                left = LEASE_SECONDS - (time.monotonic() - failing_since)
+                left = lease_seconds - (time.monotonic() - failing_since)
                 log(
                     f"could not renew the concurrency lease ({_first_line(exc)}); retrying, "
                     f"the slot stays held for about {max(left, 0):.0f} s more"
@@ -233,9 +236,10 @@ def target_slot(
 ) -> Iterator[None]:
     """Hold the target's single slot; wait at most `wait_seconds` for it (then RunTimedOut).
 
-    The slot is a lease of LEASE_SECONDS renewed every LEASE_RENEW_SECONDS by this process: a
-    short API outage (up to LEASE_SECONDS - LEASE_RENEW_SECONDS) does not lose it, and a killed
-    run's slot is freed by the server LEASE_SECONDS (+ its reaper's 15 s) after the last renewal.
+    The slot is a lease of `concurrency_lease_seconds` (settings) renewed RENEWALS_PER_LEASE
+    times per lease by this process: a short API outage (up to all but one renewal) does not lose
+    it, and a killed run's slot is freed by the server a lease (+ its reaper's 15 s) after the
+    last renewal.
     """
     from prefect.client.schemas.objects import ConcurrencyLeaseHolder
     from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
@@ -245,13 +249,14 @@ def target_slot(
     )
 
     name = limit_name(target)
+    lease_seconds = get_settings().concurrency_lease_seconds
     holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run_id) if flow_run_id else None
     try:
         response = acquire_concurrency_slots_with_lease(
             [name],
             1,
             timeout_seconds=max(wait_seconds, 1.0),
-            lease_duration=LEASE_SECONDS,
+            lease_duration=lease_seconds,
             strict=True,
             holder=holder,
         )
@@ -267,7 +272,7 @@ def target_slot(
     # starts with Prefect's import-time settings, which may name no API or another one).
     renewer = threading.Thread(
         target=contextvars.copy_context().run,
-        args=(_keep_lease, response.lease_id, stop, log),
+        args=(_keep_lease, response.lease_id, lease_seconds, stop, log),
         name="wg-lease",
         daemon=True,
     )
@@ -279,7 +284,7 @@ def target_slot(
         renewer.join(timeout=5)
         try:
             release_concurrency_slots_with_lease(response.lease_id)
-        except Exception as exc:  # the lease lapses on its own within LEASE_SECONDS
+        except Exception as exc:  # the lease lapses on its own within lease_seconds
             log(f"could not release {name!r} ({_first_line(exc)}); it frees itself")
 
 

@@ -182,7 +182,8 @@ def test_the_slot_is_renewed_on_the_api_the_run_acquired_it_from(
         return renew(client, *args, **kwargs)
 
     monkeypatch.setattr(SyncPrefectClient, "renew_concurrency_lease", spy)
-    monkeypatch.setattr(guards, "LEASE_RENEW_SECONDS", 0.05)
+    lease = get_settings().concurrency_lease_seconds
+    monkeypatch.setattr(guards, "RENEWALS_PER_LEASE", lease / 0.05)  # a renewal every 0.05 s
     said: list[str] = []
     with guards.target_slot(Target.dev, wait_seconds=30, log=said.append):
         deadline = time.monotonic() + 30
@@ -219,7 +220,8 @@ def test_an_api_outage_during_a_run_keeps_its_slot_and_renewals_resume(
         return result
 
     monkeypatch.setattr(SyncPrefectClient, "renew_concurrency_lease", spy)
-    monkeypatch.setattr(guards, "LEASE_RENEW_SECONDS", 0.1)
+    lease = get_settings().concurrency_lease_seconds
+    monkeypatch.setattr(guards, "RENEWALS_PER_LEASE", lease / 0.1)  # a renewal every 0.1 s
     outage, said = Outage(stack.port), []
 
     def held() -> int:  # read from the server directly, not through the outage
@@ -431,7 +433,7 @@ def test_a_killed_run_ends_crashed_frees_its_target_and_resumes_without_rebuildi
                     break
                 assert time.monotonic() < deadline
                 await asyncio.sleep(1)
-            # the slot's lease lapses without renewal; the server frees it (LEASE_SECONDS + 15 s)
+            # the slot's lease lapses without renewal; the server frees it (a lease + its reaper)
             while await _active_slots(Target.local) != 0:
                 assert time.monotonic() < deadline, "slot still held after the crash"
                 await asyncio.sleep(2)

@@ -40,7 +40,16 @@ def test_a_knob_is_read_from_its_environment_variable_once_per_process(
     assert get_settings() is first  # a run sees one configuration from start to end
 
 
-def test_a_malformed_knob_fails_naming_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WG_PREFECT_PORT", "not-a-port")
-    with pytest.raises(ValueError, match="prefect_port"):
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("prefect_port", "not-a-port"),
+        ("concurrency_lease_seconds", "30"),  # the server refuses leases under 60 s
+    ],
+)
+def test_a_malformed_knob_fails_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    monkeypatch.setenv(env_name(field), value)
+    with pytest.raises(ValueError, match=field):
         Settings()
