@@ -14,13 +14,42 @@ from dbt_runtime.project import REPO_ROOT
 from dbt_runtime.settings import get_settings
 from migration.local_stack import LocalStack, free_port, prefect_api
 
-# The servers this suite starts (and `make run` in a clone, where a test passes PREFECT_* on)
+# The servers this suite starts (and `make run` in a clone: the tests pass PREFECT_SERVER_* on)
 # skip registering the block types of every installed integration at start-up: it imports
 # prefect-dbt, prefect-snowflake, prefect-aws and prefect-github in the server, 12 s of CPU per
 # start on this machine (py-spy). Only the UI's block catalog shows them; a block saved by
 # blocks/ or a test registers its own type, which is all a run or the tooling reads.
 os.environ.setdefault("PREFECT_SERVER_REGISTER_BLOCKS_ON_START", "false")
 os.environ.setdefault("PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION", "false")
+# The killed-run tests wait until the dead run's concurrency slot is free again: the shortest
+# lease the server accepts, and its reaper looking for lapsed leases every 5 s instead of 15 s.
+os.environ.setdefault("WG_CONCURRENCY_LEASE_SECONDS", "60")
+os.environ.setdefault("PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS", "5")
+
+# pytest-xdist hands each worker whole files (`--dist loadfile`) in collection order
+# (`--no-loadscope-reorder`; its default order, most tests first, started the one-test files
+# that run `make run` or a bench last, with the other worker idle). The longest files start
+# first, so that the end of the session is short files on both workers. Seconds per file
+# (setup + call + teardown) from a fresh-clone .ci/run, 2026-11-30; the rest keep pytest's order.
+LONGEST_FIRST = (
+    "tests/integration/test_cloudlike.py",  # 561
+    "tests/integration/test_docs_commands.py",  # 418
+    "tests/integration/test_tenants.py",  # 291
+    "tests/integration/test_reliability.py",  # 276
+    "tests/integration/test_parity_cli.py",  # 235
+    "tests/integration/test_security.py",  # 205
+    "tests/e2e/test_make_run.py",  # 125
+    "tests/integration/test_notifications.py",  # 102
+    "tests/integration/test_bench_smoke.py",  # 95
+    "tests/integration/test_day_one.py",  # 94
+    "tests/integration/test_rollback_to_ref.py",  # 92
+    "tests/integration/test_browser.py",  # 70
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
 
 
 def snapshot_repository(dest: Path) -> Path:

@@ -161,7 +161,13 @@ def outcome(repo_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     # The runbook says `.venv/bin/...` and `make`: this session's venv, same pins (gitignored).
     (clone / ".venv").symlink_to(Path(sys.executable).parent.parent)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MAKE", "MFLAGS"))}
+    # Not this session's API or home, nor make's own variables; the server settings of
+    # tests/conftest.py (no block catalog at start-up, ...) apply to the clone's server too.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith("PREFECT_SERVER_") or not k.startswith(("PREFECT_", "MAKE", "MFLAGS"))
+    }
     env["WG_PREFECT_PORT"] = str(port)
     write_shop_project(clone / "tenants" / NAME)
     added = _sh(ADD_COMMAND, clone, env)
