@@ -25,6 +25,10 @@ os.environ.setdefault("PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION", "false")
 # lease the server accepts, and its reaper looking for lapsed leases every 5 s instead of 15 s.
 os.environ.setdefault("WG_CONCURRENCY_LEASE_SECONDS", "60")
 os.environ.setdefault("PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS", "5")
+# A run waiting for its target's slot asks again when the server's 423 says (Retry-After: the
+# slot's average occupancy, capped at 30 s): in tests that queue runs, most of a hand-over was
+# the next run asleep. Capped at 3 s here.
+os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "3")
 
 # pytest-xdist hands each worker whole files (`--dist loadfile`) in collection order
 # (`--no-loadscope-reorder`; its default order, most tests first, started the one-test files
