@@ -16,7 +16,10 @@ $(STAMP):
 	@py=$$(command -v python$(PYTHON_VERSION) || command -v python3); \
 	  $$py -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(PYTHON_VERSION)" else "need Python $(PYTHON_VERSION), found " + v + " at " + sys.executable)' \
 	  && $$py -m venv --clear $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# uv at its pin from requirements-dev.txt, then uv installs the pins: 8 s into a fresh venv on
+	@# this machine, against 138 s with pip (2026-12-01, no download cache either way).
+	$(PY) -m pip install --quiet --disable-pip-version-check "$$(grep '^uv==' requirements-dev.txt)"
+	$(PY) -m uv pip install --quiet --python $(PY) -r requirements-dev.txt
 	touch $@
 
 # The main job on the embedded default: local Prefect server + worker, deploy prefect.yaml,
