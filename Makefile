@@ -16,10 +16,11 @@ $(STAMP):
 	@py=$$(command -v python$(PYTHON_VERSION) || command -v python3); \
 	  $$py -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(PYTHON_VERSION)" else "need Python $(PYTHON_VERSION), found " + v + " at " + sys.executable)' \
 	  && $$py -m venv --clear $(VENV)
-	@# uv at its pin from requirements-dev.txt, then uv installs the pins: 8 s into a fresh venv on
-	@# this machine, against 138 s with pip (2026-12-01, no download cache either way).
+	@# uv at its pin from requirements-dev.txt, then uv installs the pins, compiled to bytecode as
+	@# pip does (where PYTHONDONTWRITEBYTECODE is set, nothing compiles later: every process would
+	@# compile prefect and dbt again). 51 s into a fresh venv here, 138 s with pip (2026-12-01).
 	$(PY) -m pip install --quiet --disable-pip-version-check "$$(grep '^uv==' requirements-dev.txt)"
-	$(PY) -m uv pip install --quiet --python $(PY) -r requirements-dev.txt
+	$(PY) -m uv pip install --quiet --compile-bytecode --python $(PY) -r requirements-dev.txt
 	touch $@
 
 # The main job on the embedded default: local Prefect server + worker, deploy prefect.yaml,
