@@ -21,10 +21,6 @@ from migration.local_stack import LocalStack, free_port, prefect_api
 # blocks/ or a test registers its own type, which is all a run or the tooling reads.
 os.environ.setdefault("PREFECT_SERVER_REGISTER_BLOCKS_ON_START", "false")
 os.environ.setdefault("PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION", "false")
-# The killed-run tests wait until the dead run's concurrency slot is free again: the shortest
-# lease the server accepts, and its reaper looking for lapsed leases every 5 s instead of 15 s.
-os.environ.setdefault("WG_CONCURRENCY_LEASE_SECONDS", "60")
-os.environ.setdefault("PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS", "5")
 # A run waiting for its target's slot asks again when the server's 423 says (Retry-After: the
 # slot's average occupancy, capped at 30 s): in tests that queue runs, most of a hand-over was
 # the next run asleep. Capped at 3 s here.
