@@ -8,9 +8,11 @@ clear, bounded answer when the warehouse cannot be reached.
   during a long ad-hoc run still builds afterwards. dev and prod have separate limits and run
   side by side. The limits are created by the deploy (`python -m migration concurrency ensure`,
   a build step of prefect.yaml); a missing limit fails the run instead of silently not limiting.
-  A slot is a lease (`WG_CONCURRENCY_LEASE_SECONDS`) renewed by the run: when a run's process
-  is killed the lease lapses and the server frees the slot within the lease plus its reaper
-  interval (15 s).
+  A slot is a lease (`WG_CONCURRENCY_LEASE_SECONDS`) renewed by the run, which records it in
+  the Prefect variable `<limit name>-holder` (`holder_variable`). When a run's process is killed
+  nothing releases its slot: the next run of the target takes it back at once if Prefect has
+  already marked the holder Crashed (or any final state); otherwise the lease lapses and the
+  server frees the slot within the lease plus its reaper interval (15 s).
 - Timeout: the flow parameter `timeout_seconds` (default invocation.DEFAULT_TIMEOUT_SECONDS)
   bounds the whole run, waiting for the slot included. Prefect's `@flow(timeout_seconds=...)`
   is fixed at import time, so the flow applies the parameter itself: at the deadline dbt
@@ -204,6 +206,74 @@ class SlotUnavailable(RuntimeError):
     """The Prefect API failed while the run asked for its target's slot (not a missing limit)."""
 
 
+def holder_variable(name: str) -> str:
+    """The Prefect variable naming the flow run (and lease) that last took limit `name`."""
+    return f"{name}-holder"
+
+
+def _take_back_from_an_ended_holder(name: str, log: Callable[[str], None]) -> None:
+    """Release the slot of limit `name` if the flow run recorded as holding it has ended (a
+    killed process: Crashed) while its lease still stands. Anything unexpected leaves the slot
+    alone: it then frees itself when the lease lapses."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            variable = client.read_variable_by_name(holder_variable(name))
+            record = variable.value if variable else None
+            if not isinstance(record, dict):
+                return
+            lease_id, run_id = UUID(str(record["lease_id"])), UUID(str(record["flow_run_id"]))
+            try:
+                run = client.read_flow_run(run_id)
+            except ObjectNotFound:
+                ended = "was deleted"
+            else:
+                if run.state is None or not run.state.is_final():
+                    return  # still running: it holds the slot by right
+                ended = f"ended {run.state.name}"
+            try:  # the lease still stands (410: released or lapsed already)?
+                client.renew_concurrency_lease(lease_id=lease_id, lease_duration=60)
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code == 410:
+                    return
+                raise
+            client.release_concurrency_slots_with_lease(lease_id)
+    except Exception as exc:
+        log(
+            f"could not check who holds {name!r} ({_first_line(exc)}); a killed run's slot "
+            "frees itself when its lease lapses"
+        )
+        return
+    log(f"took back {name!r} from flow run {run_id}, which {ended} without releasing it")
+
+
+def _record_holder(
+    name: str, lease_id: UUID, flow_run_id: UUID, log: Callable[[str], None]
+) -> None:
+    """Record this run and its lease in holder_variable(name), for the next run's take-back."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+
+    value = {"flow_run_id": str(flow_run_id), "lease_id": str(lease_id)}
+    try:
+        with get_client(sync_client=True) as client:
+            try:
+                client.update_variable(VariableUpdate(name=holder_variable(name), value=value))
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 404:
+                    raise
+                client.create_variable(VariableCreate(name=holder_variable(name), value=value))
+    except Exception as exc:
+        log(
+            f"could not record this run as the holder of {name!r} ({_first_line(exc)}); if "
+            "it is killed, its slot frees itself when its lease lapses"
+        )
+
+
 def _keep_lease(
     lease_id: UUID, lease_seconds: float, stop: threading.Event, log: Callable[[str], None]
 ) -> None:
@@ -238,8 +308,9 @@ def target_slot(
 
     The slot is a lease of `concurrency_lease_seconds` (settings) renewed RENEWALS_PER_LEASE
     times per lease by this process: a short API outage (up to all but one renewal) does not lose
-    it, and a killed run's slot is freed by the server a lease (+ its reaper's 15 s) after the
-    last renewal.
+    it. A run with a `flow_run_id` records itself as the holder; a killed holder's slot is taken
+    back by the next run once Prefect shows it ended, else freed by the server a lease (+ its
+    reaper's 15 s) after the last renewal.
     """
     from prefect.client.schemas.objects import ConcurrencyLeaseHolder
     from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
@@ -251,6 +322,7 @@ def target_slot(
     name = limit_name(target)
     lease_seconds = get_settings().concurrency_lease_seconds
     holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run_id) if flow_run_id else None
+    _take_back_from_an_ended_holder(name, log)
     try:
         response = acquire_concurrency_slots_with_lease(
             [name],
@@ -267,6 +339,8 @@ def target_slot(
             f"waited {wait_seconds:.0f} s (the run's timeout_seconds) for target "
             f"{target.value!r}: another run still holds concurrency limit {name!r}"
         ) from exc
+    if flow_run_id is not None:
+        _record_holder(name, response.lease_id, flow_run_id, log)
     stop = threading.Event()
     # In a copy of this context: the renewals go to the API this run acquired from (a thread
     # starts with Prefect's import-time settings, which may name no API or another one).

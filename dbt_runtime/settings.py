@@ -65,8 +65,9 @@ class Settings(BaseSettings):
         ge=60,  # the Prefect server's bounds for a lease
         le=86400,
         description="How long a run's hold on its target's concurrency slot lasts unless the run "
-        "renews it (guards.py renews it several times per lease): a killed run's target is free "
-        "again this long, plus the server's 15 s check, after it died. Between 60 and 86400.",
+        "renews it (guards.py renews it several times per lease): a run already waiting when "
+        "the holder is killed gets the slot this long, plus the server's 15 s check, after it "
+        "died (a run starting later takes it back at once). Between 60 and 86400.",
     )
     progress_interval_seconds: float = Field(
         default=10.0, description="How often a flow run logs dbt's node progress."

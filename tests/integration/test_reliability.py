@@ -195,6 +195,54 @@ def test_the_slot_is_renewed_on_the_api_the_run_acquired_it_from(
     assert asyncio.run(_active_slots(Target.dev)) == 0
 
 
+def _running_holder_of(target: Target) -> Any:
+    """A Running flow run recorded as holding `target`'s slot; nothing renews or releases its
+    lease, as when its process is killed."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency._sync import acquire_concurrency_slots_with_lease
+    from prefect.states import Running
+
+    @flow(name="wg-holder")
+    def holder() -> None:  # pragma: no cover - never run: its flow run only holds a slot
+        pass
+
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(holder, name=f"holder-{uuid.uuid4().hex[:6]}")
+        client.set_flow_run_state(run.id, Running(), force=True)
+    lease = acquire_concurrency_slots_with_lease(
+        [guards.limit_name(target)], 1, timeout_seconds=10, lease_duration=60, strict=True
+    )
+    guards._record_holder(guards.limit_name(target), lease.lease_id, run.id, print)
+    return run
+
+
+def test_the_next_run_takes_back_a_slot_whose_holder_ended_but_not_one_still_running(
+    stack: LocalStack,
+) -> None:
+    name = guards.limit_name(Target.dev)
+    running = _running_holder_of(Target.dev)
+    said: list[str] = []
+    with (
+        pytest.raises(guards.RunTimedOut, match=name),
+        guards.target_slot(Target.dev, wait_seconds=2, log=said.append),
+    ):
+        pass
+    assert not [line for line in said if "took back" in line], said
+    # The same lease, its holder now Crashed (the worker saw its process die): taken back.
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(running.id, Crashed(), force=True)
+    with guards.target_slot(Target.dev, wait_seconds=5, log=said.append):
+        assert asyncio.run(_active_slots(Target.dev)) == 1  # this run's own slot, not two
+    assert said == [
+        f"took back {name!r} from flow run {running.id}, which ended Crashed without releasing it"
+    ]
+    assert asyncio.run(_active_slots(Target.dev)) == 0
+
+
 def _wait_until(condition: Any, what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -433,18 +481,17 @@ def test_a_killed_run_ends_crashed_frees_its_target_and_resumes_without_rebuildi
                     break
                 assert time.monotonic() < deadline
                 await asyncio.sleep(1)
-            # the slot's lease lapses without renewal; the server frees it (a lease + its reaper)
-            while await _active_slots(Target.local) != 0:
-                assert time.monotonic() < deadline, "slot still held after the crash"
-                await asyncio.sleep(2)
+            # nothing released the dead run's slot: its lease still holds it
+            assert await _active_slots(Target.local) == 1
             return live
 
     crashed = asyncio.run(scenario())
     assert crashed.state.name == "Crashed", crashed.state
     built = succeeded_nodes(asyncio.run(_task_runs(crashed.id)))
     assert built, "the crash came before any node finished: nothing to prove"
-    # Resume it through the deployment, as an operator would: the next run of the target is
-    # not blocked by the dead one, and runs only what the crashed run did not finish.
+    # Resume it through the deployment, as an operator would: the next run of the target takes
+    # the dead run's slot back at once (no waiting for its lease to lapse), and runs only what
+    # the crashed run did not finish.
     resumed = asyncio.run(
         _trigger_many(
             1, {"target": "local", "command": "retry", "state": f"flow-run:{crashed.id}"}, 600
@@ -453,6 +500,12 @@ def test_a_killed_run_ends_crashed_frees_its_target_and_resumes_without_rebuildi
     ((run, logs, resumed_runs),) = resumed
     assert run.state.name == "Completed", run.state.message
     assert any(f"Resuming crashed flow run {crashed.id}" in log.message for log in logs)
+    took_back = (
+        f"took back {guards.limit_name(Target.local)!r} from flow run {crashed.id}, which ended "
+        "Crashed without releasing it"
+    )
+    assert any(took_back in log.message for log in logs), [log.message for log in logs]
+    assert asyncio.run(_active_slots(Target.local)) == 0
     rebuilt = {tr.task_key.removeprefix(f"{TASK_KEY_PREFIX}-") for tr in resumed_runs}
     assert rebuilt and not rebuilt & built, sorted(rebuilt & built)  # no successful node rebuilt
     store = artifact_store.load_store()  # the manifest the crashed run kept as dbt started
