@@ -1,25 +1,21 @@
 """Real dbt runs of the tenant project on DuckDB, kept as artifact directories for parity tests.
 
-Generated once per test session (they cost ~1 minute on 2 cores): each scenario is a real
-`dbt` invocation whose target/manifest.json + run_results.json are copied to `<root>/<name>/`.
-Two lanes run side by side, each on its own project copy and DuckDB file (DuckDB allows one
-writer per file).
+Generated once per test module: each scenario is a real dbt invocation (dbt's programmatic
+`dbtRunner`, in this process: dbt is imported once, not six times) whose target/manifest.json +
+run_results.json are copied to `<root>/<name>/`. Two lanes, one after the other (dbt in one
+process is not thread-safe), each on its own project copy and DuckDB file.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from dbt_runtime.project import REPO_ROOT
 
 PROJECT = REPO_ROOT / "tenants" / "dbt_williamgrant"
-DBT = Path(sys.executable).parent / "dbt"
 BROKEN_MODEL = "models/marts/dim_market.sql"
 ADDED_MODEL = "models/marts/mart_brand_count.sql"
 EXCLUDE = "fct_shipments+"
@@ -43,22 +39,24 @@ def _copy_project(dest: Path) -> Path:
 
 
 def _dbt(project: Path, warehouse: Path, keep: Path, *args: str, ok: bool = True) -> Path:
+    from dbt.cli.main import dbtRunner
+
     for stale in ("run_results.json", "sources.json"):  # a command may not rewrite them
         (project / "target" / stale).unlink(missing_ok=True)
-    env = {
-        **os.environ,
-        "WG_DUCKDB_PATH": str(warehouse),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
-    proc = subprocess.run(
-        [str(DBT), *args, "--project-dir", str(project), "--profiles-dir", str(project),
-         "--target", "local"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    if ok and proc.returncode != 0:
-        raise RuntimeError(
-            f"dbt {' '.join(args)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
-        )
+    previous = os.environ.get("WG_DUCKDB_PATH")
+    os.environ["WG_DUCKDB_PATH"] = str(warehouse)  # the project's profiles.yml reads it
+    try:
+        result = dbtRunner().invoke(
+            [*args, "--project-dir", str(project), "--profiles-dir", str(project),
+             "--target", "local", "--no-send-anonymous-usage-stats", "--quiet"]
+        )  # fmt: skip
+    finally:
+        if previous is None:
+            os.environ.pop("WG_DUCKDB_PATH", None)
+        else:
+            os.environ["WG_DUCKDB_PATH"] = previous
+    if ok and not result.success:
+        raise RuntimeError(f"dbt {' '.join(args)} failed: {result.exception or result.result}")
     keep.mkdir(parents=True)
     for name in ("manifest.json", "run_results.json", "sources.json"):
         if (project / "target" / name).exists():
@@ -91,7 +89,4 @@ def _changed_lane(root: Path) -> dict[str, Path]:
 
 
 def generate(root: Path) -> DbtRuns:
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        lanes = [pool.submit(_main_lane, root), pool.submit(_changed_lane, root)]
-        dirs = {k: v for lane in lanes for k, v in lane.result().items()}
-    return DbtRuns(**dirs)
+    return DbtRuns(**_main_lane(root), **_changed_lane(root))
