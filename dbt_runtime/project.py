@@ -55,8 +55,8 @@ class ScheduleSpec:
     """One schedule as prefect.yaml declares it.
 
     Whether it is active is not prefect.yaml's to say: it is the deploy-time answer of the
-    build step `active_step_id(slug)` (migration/scheduler.py: who runs the job, recorded on
-    the Prefect server), templated into the schedule's `active`.
+    build step `active_step_id(slug)` (migration/deploy_steps.py, migration/scheduler.py: who
+    runs the job, recorded on the Prefect server), templated into the schedule's `active`.
     """
 
     slug: str
@@ -66,8 +66,13 @@ class ScheduleSpec:
 
 
 def active_step_id(slug: str) -> str:
-    """The prefect.yaml build step whose stdout (`true`/`false`) is schedule `slug`'s `active`."""
+    """The prefect.yaml build step whose `value` (true/false) is schedule `slug`'s `active`."""
     return f"{slug}-active"
+
+
+def active_template(slug: str) -> str:
+    """Schedule `slug`'s `active` in prefect.yaml: its build step's answer, never a literal."""
+    return "{{ " + active_step_id(slug) + ".value }}"
 
 
 def prefect_config(path: Path = PREFECT_YAML) -> dict[str, Any]:

@@ -351,7 +351,7 @@ def rollback_to_ref(
         _git(repo, "worktree", "add", "--detach", str(worktree), commit)
         try:
             env = dict(os.environ)
-            # The venv's bin first: the build steps run `python -m migration source ...`.
+            # The venv's bin first: an earlier ref's build steps ran `python -m migration ...`.
             env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
             done = subprocess.run(
                 [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--all"],

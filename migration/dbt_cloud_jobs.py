@@ -22,7 +22,7 @@ import yaml
 
 from dbt_runtime.dbt_cloud import run_sync
 from dbt_runtime.invocation import DbtCommand, Target, build_invocation
-from dbt_runtime.project import DBT_CLOUD_EXPORT, ScheduleSpec, active_step_id
+from dbt_runtime.project import DBT_CLOUD_EXPORT, ScheduleSpec, active_template
 
 # Steps that dbt Cloud can run in sequence and `dbt build` covers in one DAG-ordered run.
 _BUILD_PARTS = {DbtCommand.seed, DbtCommand.run, DbtCommand.test, DbtCommand.snapshot}
@@ -296,12 +296,12 @@ def schedule_for_job(
 
 def schedule_entry(spec: ScheduleSpec) -> dict[str, Any]:
     """The prefect.yaml `schedules:` item for a spec, in prefect.yaml's key order. `active` is
-    the output of the build step `python -m migration scheduler active SLUG` (add it too)."""
+    the answer of the build step migration.deploy_steps.schedule_active (add it too)."""
     return {
         "slug": spec.slug,
         "cron": spec.cron,
         "timezone": spec.timezone,
-        "active": "{{ " + active_step_id(spec.slug) + ".stdout }}",
+        "active": active_template(spec.slug),
         "parameters": dict(spec.parameters),
     }
 

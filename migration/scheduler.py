@@ -6,11 +6,12 @@ dbt Cloud live, Prefect's schedules present and inactive). `cutover --apply` and
 `rollback --apply` write it together with the live schedule; an operator can read or change it
 in the UI (Variables) without a commit.
 
-`python -m migration scheduler active SLUG` is a prefect.yaml build step, one per schedule, so
-it runs on every `prefect deploy` (make deploy, make cloud-deploy, rollback --to-ref, plain
-`prefect deploy --all`). It creates a missing record as `dbt-cloud`, prints `true` or `false`,
-which prefect.yaml templates into that schedule's `active`, and exits 1 (failing the deploy)
-rather than make a schedule active while its dbt Cloud job's schedule is on. dbt Cloud is read
+`active_checked(SLUG)` is a prefect.yaml build step (migration.deploy_steps.schedule_active),
+one per schedule, so it runs on every `prefect deploy` (make deploy, make cloud-deploy, rollback
+--to-ref, plain `prefect deploy --all`); `python -m migration scheduler active SLUG` prints the
+same answer. It creates a missing record as `dbt-cloud`, answers true or false, which
+prefect.yaml templates into that schedule's `active`, and fails the deploy rather than make a
+schedule active while its dbt Cloud job's schedule is on. dbt Cloud is read
 through the DbtCloudCredentials block when it exists, from the recorded export
 (migration/dbt_cloud_export/jobs.json) otherwise (the local stack).
 
@@ -18,8 +19,7 @@ Why a build step's output and not `active: "{{ prefect.variables.scheduler-... }
 3.9.1's `prefect deploy` resolves variables before the build steps run, and renders a missing
 variable as "" — which fails the schedule's boolean validation, so a fresh workspace could not
 deploy at all (prefect/cli/deploy/_core.py, prefect/utilities/templating resolve_variables).
-A step output templated as the whole value is passed through as is; "true"/"false" parse as
-booleans (DeploymentScheduleCreate/Update).
+A step output templated as the whole value is passed through as is: the step's boolean.
 """
 
 from __future__ import annotations
@@ -188,19 +188,28 @@ def active_for_deploy(slug: str, block: str | None = None) -> bool:
 # -- CLI ----------------------------------------------------------------------------------------
 
 
+def active_checked(slug: str, block: str | None = None) -> bool:
+    """active_for_deploy for a schedule prefect.yaml declares (LookupError otherwise), saying
+    on stderr who runs the job. The build step migration.deploy_steps.schedule_active."""
+    # every tenant's deploy runs every tenant's steps: any tenant's schedule
+    if slug not in all_schedules():
+        raise LookupError(f"prefect.yaml declares no schedule {slug!r}")
+    active = active_for_deploy(slug, block)
+    who = PREFECT if active else DBT_CLOUD
+    print(f"schedule {slug}: {who} runs the job ({variable_name(slug)})", file=sys.stderr)
+    return active
+
+
 def main(args: argparse.Namespace) -> int:
-    declared = all_schedules()  # a build step: every tenant's deploy runs every tenant's steps
-    if args.slug not in declared:
-        print(f"error: prefect.yaml declares no schedule {args.slug!r}", file=sys.stderr)
-        return 2
     try:
-        active = active_for_deploy(args.slug, args.credentials_block)
+        active = active_checked(args.slug, args.credentials_block)
+    except LookupError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
     except SchedulerConflict as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    who = PREFECT if active else DBT_CLOUD
-    print(f"schedule {args.slug}: {who} runs the job ({variable_name(args.slug)})", file=sys.stderr)
-    print("true" if active else "false")  # stdout: prefect.yaml's `active` for this schedule
+    print("true" if active else "false")  # the schedule's `active`, as the build step answers
     return 0
 
 

@@ -1,11 +1,12 @@
 """What the deploy-time build steps bake into prefect.yaml's pull steps.
 
-`prefect deploy` runs `python -m migration source <repository|credentials|commit>` and pins the
-git_clone pull step to the printed values. Production clones the GitHub repository named in
+`prefect deploy` pins the git_clone pull step to these values (build steps in
+migration/deploy_steps.py; `python -m migration source <repository|credentials|commit>` prints
+them). Production clones the GitHub repository named in
 prefect.yaml's `source:` with the GitHubCredentials block; the local stack sets
 WG_REPOSITORY_URL to a local git URL, which needs no credentials.
 
-`commit` also fails the deploy (exit 1, naming the commit and the fix) unless the repository
+`commit` also fails the deploy (naming the commit and the fix) unless the repository
 the worker clones holds the commit: prefect.yaml's `source.branch` on GitHub must contain it
 (it was pushed); a WG_REPOSITORY_URL override (the local stack's file:// repository) must hold
 it on some branch. Checked with `git ls-remote`, fetching the tip only when it is not local.

@@ -6,8 +6,8 @@ targets dev, prod and local) plus its deployment entry in prefect.yaml (dbt_runt
 - its deployment, shaped like the first tenant's (entrypoint, parameter defaults, work pool,
   image, the artifacts-block env), with `WG_TENANT: NAME`, the one fact tying it to the folder;
 - its schedules (`--schedule SLUG TARGET CRON`), each `active` templated from a
-  `scheduler active SLUG` build step added to prefect.yaml's top-level `build:` (a deployment's
-  own `build:` would replace the shared steps, not add to them);
+  `migration.deploy_steps.schedule_active` build step added to prefect.yaml's top-level
+  `build:` (a deployment's own `build:` would replace the shared steps, not add to them);
 and prints the blocks its profiles.yml names, with the command that registers each. The text is
 appended, not re-dumped, so prefect.yaml keeps its comments; the result is read back and checked
 the way every other command reads it.
@@ -38,6 +38,7 @@ from dbt_runtime.project import (
     TENANTS_DIR,
     TenantError,
     active_step_id,
+    active_template,
     all_schedules,
     declared_tenant,
     prefect_config,
@@ -49,7 +50,7 @@ from dbt_runtime.settings import env_name
 
 DEPLOYMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 SLUG = re.compile(r"^[a-z][a-z0-9-]{1,60}$")
-SCHEDULER_STEP = "python -m migration scheduler active"
+SCHEDULER_STEP = "migration.deploy_steps.schedule_active"
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def deployment_entry(
                 "slug": s.slug,
                 "cron": s.cron,
                 "timezone": "UTC",
-                "active": "{{ " + active_step_id(s.slug) + ".stdout }}",
+                "active": active_template(s.slug),
                 "parameters": {"command": "build", "target": s.target},
             }
             for s in schedules
@@ -149,16 +150,8 @@ def _dump(data: Any, indent: str) -> str:
 
 
 def scheduler_steps(slugs: list[str]) -> str:
-    """The build steps whose stdout is each schedule's `active` (migration/scheduler.py)."""
-    steps = [
-        {
-            "prefect.deployments.steps.run_shell_script": {
-                "id": active_step_id(slug),
-                "script": f"{SCHEDULER_STEP} {slug}",
-            }
-        }
-        for slug in slugs
-    ]
+    """The build steps whose value is each schedule's `active` (migration/deploy_steps.py)."""
+    steps = [{SCHEDULER_STEP: {"id": active_step_id(slug), "slug": slug}} for slug in slugs]
     return _dump(steps, "  ") if steps else ""
 
 
@@ -175,9 +168,11 @@ def insert_entry(text: str, entry: dict[str, Any], steps: str) -> str:
             raise TenantError("prefect.yaml has no top-level `build:` for the scheduler steps")
         start = top_level[keys.index("build")]
         end = top_level[keys.index("build") + 1]
-        scripts = [i for i in range(start, end) if SCHEDULER_STEP in lines[i]]
-        if scripts:
-            at = scripts[-1] + 1
+        scheduler = [i for i in range(start, end) if SCHEDULER_STEP in lines[i]]
+        if scheduler:  # after the last scheduler step and its own keys (indented deeper)
+            at = scheduler[-1] + 1
+            while at < end and lines[at].startswith("    "):
+                at += 1
         else:  # after the last step line of the list, before trailing comments/blank lines
             at = max(i for i in range(start, end) if lines[i].startswith("  ")) + 1
             while lines[at - 1].lstrip().startswith("#"):

@@ -38,7 +38,7 @@ def test_pull_steps_clone_the_deployed_commit_then_install_requirements() -> Non
     pull = project.prefect_config()["pull"]
     (clone_step,) = pull[0].values()
     assert "git_clone" in next(iter(pull[0]))
-    assert clone_step["commit_sha"] == "{{ commit.stdout }}"
+    assert clone_step["commit_sha"] == "{{ commit.value }}"
     # Declarative: no repository code runs before the requirements are installed.
     assert "run_shell_script" in next(iter(pull[1]))
     (install_step,) = pull[1].values()
@@ -51,13 +51,12 @@ def test_pull_steps_clone_the_deployed_commit_then_install_requirements() -> Non
 
 def test_runs_are_told_the_artifacts_block_the_deploy_was_given() -> None:
     build = {next(iter(step.values()))["id"]: step for step in project.prefect_config()["build"]}
-    (step,) = build["artifacts-block"].values()
-    assert step["script"] == "python -m migration artifacts --block"
+    assert list(build["artifacts-block"]) == ["migration.deploy_steps.artifacts_block"]
     for deployment in project.prefect_config()["deployments"]:
         env = deployment["work_pool"]["job_variables"]["env"]
         assert env == {
             "WG_TENANT": project.declared_tenant(deployment),
-            "WG_ARTIFACTS_BLOCK": "{{ artifacts-block.stdout }}",
+            "WG_ARTIFACTS_BLOCK": "{{ artifacts-block.value }}",
         }
 
 
@@ -76,21 +75,34 @@ def test_schedules_replicate_the_dbt_cloud_jobs() -> None:
 
 
 def test_every_schedule_is_active_only_as_its_deploy_time_scheduler_step_says() -> None:
-    """No literal `active`: each schedule's is the stdout of a build step that reads who runs
+    """No literal `active`: each schedule's is the answer of a build step that reads who runs
     the job, so no deploy turns on a Prefect schedule next to a live dbt Cloud one."""
     steps = {
-        step["id"]: step["script"]
+        step["id"]: (name, step)
         for item in project.prefect_config()["build"]
         for name, step in item.items()
-        if name.endswith("run_shell_script")
     }
     entries = [s for d in project.prefect_config()["deployments"] for s in d.get("schedules", [])]
     for entry in entries:
         step_id = project.active_step_id(entry["slug"])
-        assert entry["active"] == "{{ " + step_id + ".stdout }}", entry["slug"]
-        assert steps[step_id].split() == [
-            "python", "-m", "migration", "scheduler", "active", entry["slug"],
-        ]  # fmt: skip
+        assert entry["active"] == "{{ " + step_id + ".value }}", entry["slug"]
+        assert steps[step_id] == (
+            "migration.deploy_steps.schedule_active",
+            {"id": step_id, "slug": entry["slug"]},
+        )
+
+
+def test_every_build_step_is_a_function_of_the_deploy_steps_module() -> None:
+    """`prefect deploy` imports each step from the repository root: a name that is not there
+    fails the deploy, so a typo is caught here first. None spawns a shell."""
+    from migration import deploy_steps
+
+    for item in project.prefect_config()["build"]:
+        ((name, step),) = item.items()
+        module, function = name.rsplit(".", 1)
+        assert module == "migration.deploy_steps", name
+        assert callable(getattr(deploy_steps, function, None)), name
+        assert set(step) - {"id"} <= set(getattr(deploy_steps, function).__code__.co_varnames)
 
 
 def test_schedules_have_slugs_utc_and_their_own_target() -> None:

@@ -118,17 +118,16 @@ def test_the_scaffold_appends_the_entry_and_its_schedule_steps_keeping_comments(
     (schedule,) = shop["schedules"]
     assert schedule == {
         "slug": "shop-prod-nightly", "cron": "0 6 * * *", "timezone": "UTC",
-        "active": "{{ shop-prod-nightly-active.stdout }}",
+        "active": "{{ shop-prod-nightly-active.value }}",
         "parameters": {"command": "build", "target": "prod"},
     }  # fmt: skip
-    steps = {
-        step["id"]: step["script"]
-        for item in data["build"]
-        for step in item.values()
-    }  # fmt: skip
+    steps = {step["id"]: (name, step) for item in data["build"] for name, step in item.items()}
     assert steps["shop-prod-nightly-active"] == (
-        "python -m migration scheduler active shop-prod-nightly"
+        "migration.deploy_steps.schedule_active",
+        {"id": "shop-prod-nightly-active", "slug": "shop-prod-nightly"},
     )
+    ids = list(steps)  # after the first tenant's scheduler steps, before the artifacts block
+    assert ids.index("shop-prod-nightly-active") == ids.index("wg-dev-weekday-active") + 1
     assert "deployments" not in {k for k in data if k != "deployments"}  # still the last key
 
 
