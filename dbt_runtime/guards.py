@@ -6,8 +6,9 @@ clear, bounded answer when the warehouse cannot be reached.
   each other. A run holds its target's slot while dbt executes; a second run for the same
   target WAITS (within its own timeout) rather than being cancelled, so a schedule that fires
   during a long ad-hoc run still builds afterwards. dev and prod have separate limits and run
-  side by side. The limits are created by the deploy (`python -m migration concurrency ensure`,
-  a build step of prefect.yaml); a missing limit fails the run instead of silently not limiting.
+  side by side. The limits are created by the deploy (prefect.yaml's build step
+  `migration.deploy_steps.concurrency`; by hand: ENSURE_COMMAND); a missing limit fails the run
+  instead of silently not limiting.
   A slot is a lease (`WG_CONCURRENCY_LEASE_SECONDS`) renewed by the run, which records it in
   the Prefect variable `<limit name>-holder` (`holder_variable`). When a run's process is killed
   nothing releases its slot: the next run of the target takes it back at once if Prefect has
