@@ -16,9 +16,10 @@ Each run reports the client's CPU (the measured process tree) and the Prefect se
 the same window (the server's process group, from /proc) separately: locally the server shares
 the machine with dbt, in Prefect Cloud it does not. Per size: `flow_over_plain_<N>`, the ratio of
 the median wall times; `per_node_overhead_ms` = (flow - plain) / nodes, which a faster machine
-cannot hide; and `visibility_p95_s`, how long after dbt finished a node its final state was on
-the server (the recorder's write time of the task run minus dbt's finish time; p95 of a run's
-nodes, the worst run reported). Then, unless --no-trigger, the full
+cannot hide, beside `prefect_floor_ms_per_node`, what an empty flow's process costs against the
+same server (no flow code can go under it); and `visibility_p95_s`, how long after dbt finished
+a node its final state was on the server (the recorder's write time of the task run minus dbt's
+finish time; p95 of a run's nodes, the worst run reported). Then, unless --no-trigger, the full
 deployment path on the tenant project: deploy prefect.yaml to the local server, start a process
 worker, trigger two runs (the first warms the worker's caches) and split the second into
 phases from its state history. Results go to bench/results.json and a table to stdout.
@@ -70,6 +71,17 @@ print(sys.argv[2] + json.dumps({
     "state": state.name,
     "flow_run_id": str(state.state_details.flow_run_id),
 }))
+"""
+
+# Runs in the child: a flow that does no work (Prefect's own cost of a flow process).
+_EMPTY_FLOW_CHILD = """
+from prefect import flow
+
+@flow(log_prints=True)
+def empty() -> None:
+    print("no work")
+
+empty()
 """
 
 
@@ -189,6 +201,24 @@ def measure_flow(
     return Measurement(
         "flow", wall, flow_call, cpu, rss, ok, server_cpu, run_id, task_runs, rows, p95
     )
+
+
+def measure_prefect_floor(env: dict[str, str], repeats: int) -> dict[str, Any]:
+    """What any flow process costs before it does any work, against the same server: an empty
+    flow's whole process minus a bare interpreter's (`python -c pass`), alternating, medians.
+    No code of the flow can bring `per_node_overhead_ms` below `floor_s / nodes`."""
+    runs: dict[str, list[float]] = {"python": [], "empty_flow": []}
+    for _ in range(repeats):
+        for name, code in (("python", "pass"), ("empty_flow", _EMPTY_FLOW_CHILD)):
+            wall, _, _, status, text = _run_measured([sys.executable, "-c", code], env, REPO_ROOT)
+            if status != 0:
+                raise RuntimeError(f"the {name} child failed:\n{text[-3000:]}")
+            runs[name].append(round(wall, 3))
+    medians = {name: statistics.median(walls) for name, walls in runs.items()}
+    return {
+        "runs_s": runs,
+        "floor_s": round(medians["empty_flow"] - medians["python"], 3),
+    }
 
 
 def p95(values: Sequence[float]) -> float | None:
@@ -547,6 +577,13 @@ def run_bench(
                 for mode in MODES
                 if any(r["mode"] == mode for s in per_size.values() for r in s["runs"])
             }  # fmt: skip
+            floor = measure_prefect_floor(env, max(pairs))
+            results["prefect_floor"] = floor
+            results["prefect_floor_ms_per_node"] = {
+                n: round(floor["floor_s"] * 1000 / entry["nodes"], 2)
+                for n, entry in per_size.items()
+            }
+            print(f"prefect floor (an empty flow's process): {json.dumps(floor)}", file=out)
             results["pip_noop_s"] = pip_noop_seconds(env)
             results["trigger_to_dbt_start_s"] = None
             results["trigger_to_completed_s"] = None
@@ -598,7 +635,8 @@ def print_table(results: dict[str, Any], out: Any) -> None:
             f" {num(size['visibility_p95_s']):>14.2f}",
             file=out,
         )
-    for key in ("flow_outside_call_s", "marginal_per_node_ms", "trigger_to_dbt_start_s",
+    for key in ("flow_outside_call_s", "marginal_per_node_ms", "prefect_floor_ms_per_node",
+                "trigger_to_dbt_start_s",
                 "cold_trigger_to_dbt_start_s", "trigger_to_completed_s", "pip_noop_s",
                 "peak_rss_mb"):  # fmt: skip
         print(f"{key}: {results.get(key)}", file=out)

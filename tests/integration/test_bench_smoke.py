@@ -45,3 +45,9 @@ def test_bench_writes_results_with_a_ratio_per_size(stack: LocalStack, tmp_path:
     assert flow["wall_s"] >= flow["flow_call_s"] > 0  # the whole process, not just the call
     assert flow["visibility_p95_s"] is not None and flow["visibility_p95_s"] >= 0
     assert results["per_node_overhead_ms"]["10"] == size["per_node_overhead_ms"] is not None
+    # Beside it, the floor no flow code can go under: an empty flow's process against the same
+    # server, less a bare interpreter's, per node of each size.
+    floor = results["prefect_floor"]
+    assert len(floor["runs_s"]["empty_flow"]) == len(floor["runs_s"]["python"]) == 1
+    assert floor["floor_s"] > 0
+    assert results["prefect_floor_ms_per_node"] == {"10": round(floor["floor_s"] * 1000 / 18, 2)}
