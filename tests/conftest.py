@@ -13,6 +13,7 @@ import pytest
 from dbt_runtime.project import REPO_ROOT
 from dbt_runtime.settings import get_settings
 from migration.local_stack import LocalStack, free_port, prefect_api
+from tests.prefect_db import migrated_database, seed_prefect_home
 
 # The servers this suite starts (and `make run` in a clone: the tests pass PREFECT_SERVER_* on)
 # skip registering the block types of every installed integration at start-up: it imports
@@ -88,7 +89,19 @@ def repo_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, repo_snapshot: Path) -> Iterator[LocalStack]:
+def migrated_prefect_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The suite's migrated Prefect database (tests/prefect_db.py), made once per session:
+    xdist's workers share the session's directory, the first makes it, the other waits."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's, above each worker's
+    return migrated_database(shared / "prefect-db")
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, repo_snapshot: Path, migrated_prefect_db: Path
+) -> Iterator[LocalStack]:
     """The session's Prefect server on 127.0.0.1 (SQLite), with the deployment and a worker.
 
     Stopped by PID at the end of the session. Tests get a client through `stack.env()`.
@@ -96,6 +109,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo_snapshot: Path) -> Iter
     stack = LocalStack(
         home=tmp_path_factory.mktemp("prefect-stack"), port=free_port(), repository=repo_snapshot
     )
+    seed_prefect_home(stack.home, migrated_prefect_db)
     previous = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
     try:
         stack.start_server()

@@ -41,6 +41,7 @@ from migration.cloudlike import (
 )
 from migration.local_stack import prefect_api, trigger_run
 from tests.prefect_api import engine_pids, log_text, wait_for_logs
+from tests.prefect_db import seed_prefect_home
 
 # William Grant's project: prefect.yaml's first tenant (not tenant(): settings are read
 # per test, and a module-level read would cache them before a fixture sets WG_* variables).
@@ -52,9 +53,10 @@ BLOCK_ENV = env_name("artifacts_block")
 
 @pytest.fixture(scope="module")
 def cloud(
-    tmp_path_factory: pytest.TempPathFactory, repo_snapshot: Path
+    tmp_path_factory: pytest.TempPathFactory, repo_snapshot: Path, migrated_prefect_db: Path
 ) -> Iterator[CloudlikeStack]:
     stack = CloudlikeStack(home=tmp_path_factory.mktemp("cloudlike"), repository=repo_snapshot)
+    seed_prefect_home(stack.home, migrated_prefect_db)
     previous = os.environ.get(BLOCK_ENV)
     try:
         stack.prepare()

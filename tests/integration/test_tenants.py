@@ -24,6 +24,7 @@ import pytest
 
 from migration.local_stack import LocalStack, free_port, prefect_api
 from tests.dbt_cli import dbt
+from tests.prefect_db import seed_prefect_home
 from tests.tenant_project import (
     ADD_COMMAND,
     DEPLOYMENT,
@@ -150,7 +151,9 @@ def _sh(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPro
 
 
 @pytest.fixture(scope="module")
-def outcome(repo_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
+def outcome(
+    repo_snapshot: Path, tmp_path_factory: pytest.TempPathFactory, migrated_prefect_db: Path
+) -> Iterator[Outcome]:
     """The runbook's steps in a clone: the folder, `tenants add`, commit, `make run TENANT=`
     (which starts the clone's own stack on a free port and deploys both tenants); then both
     tenants' runs at once, and the Custom runs that try to cross over."""
@@ -175,6 +178,7 @@ def outcome(repo_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     subprocess.run([*GIT, "add", "-A"], cwd=clone, check=True)
     subprocess.run([*GIT, "commit", "-qm", "tenant dbt_shop"], cwd=clone, check=True)
     stack = LocalStack(home=clone / ".local", port=port, repository=clone)
+    seed_prefect_home(stack.home, migrated_prefect_db)
     try:
         ran = _sh(RUN_COMMAND, clone, env)
         assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-4000:]
