@@ -146,15 +146,16 @@ class LocalStack:
         (self.home / "pids").mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         log = open(self.home / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - child owns it
-        proc = subprocess.Popen(
-            argv,
-            env={**self.env(), **(env or {})},
-            cwd=self.home,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stop() ends children too
-        )
+        with _interruptible_children():
+            proc = subprocess.Popen(
+                argv,
+                env={**self.env(), **(env or {})},
+                cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: stop() ends children too
+            )
         self._pid_file(name).write_text(str(proc.pid))
         return proc.pid
 
@@ -276,6 +277,28 @@ class LocalStack:
         if notify.returncode != 0:
             raise RuntimeError(f"notifications apply failed:\n{notify.stdout}\n{notify.stderr}")
         return done.stdout + notify.stdout + notify.stderr  # stderr: blocks not registered
+
+
+@contextlib.contextmanager
+def _interruptible_children() -> Iterator[None]:
+    """Children started inside get SIGINT's default action, even where this process ignores it.
+
+    A worker stops on SIGTERM by sending itself SIGINT (Prefect's signal handlers), and an
+    ignored SIGINT is inherited: started from a background job of a script (`make run &`,
+    nohup, some CI runners), the worker ignored `make stop` and was killed 20 s later, its flow
+    runs with it, unreported. A handler set here is reset to the default in a child at exec.
+    """
+    if (
+        signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _stop_group(pid: int, timeout: float = 20) -> None:
