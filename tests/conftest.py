@@ -32,12 +32,15 @@ os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_
 # that run `make run` or a bench last, with the other worker idle). The longest files start
 # first, so that the end of the session is short files on both workers. Seconds per file
 # (setup + call + teardown) from a fresh-clone .ci/run, 2026-11-30; the rest keep pytest's order.
+# The parity file goes second: its first six tests run dbt in this process and need no server,
+# so the second worker builds them while the first makes the session's migrated Prefect
+# database (about 19 s, tests/prefect_db.py), instead of waiting on its lock with a core idle.
 LONGEST_FIRST = (
     "tests/integration/test_cloudlike.py",  # 561
+    "tests/integration/test_parity_cli.py",  # 235
     "tests/integration/test_docs_commands.py",  # 418
     "tests/integration/test_tenants.py",  # 291
     "tests/integration/test_reliability.py",  # 276
-    "tests/integration/test_parity_cli.py",  # 235
     "tests/integration/test_security.py",  # 205
     "tests/e2e/test_make_run.py",  # 125
     "tests/integration/test_notifications.py",  # 102
